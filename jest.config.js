@@ -1,0 +1,14 @@
+/** One jest run covers every package's tests and the cross-package suites in test/. */
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/packages', '<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', isolatedModules: true }],
+  },
+  moduleNameMapper: {
+    '^@ws-heartbeat/(core|fastify|express)$': '<rootDir>/packages/$1/src/index.ts',
+  },
+  testTimeout: 60_000,
+};

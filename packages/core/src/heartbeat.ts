@@ -1,0 +1,623 @@
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { WebSocket, type RawData } from 'ws';
+import { resolveOptions, TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
+import { RttHistogram, type RttSummary } from './rtt';
+import { Wheel } from './wheel';
+
+/** Why the engine ended a connection. */
+export type TerminateReason = 'timeout' | 'close-timeout' | 'backpressure' | 'shutdown';
+
+const REASONS: readonly TerminateReason[] = ['timeout', 'close-timeout', 'backpressure', 'shutdown'];
+
+/** What the caller knows about a connection it hands to {@link Heartbeat.track}. */
+export interface TrackInfo {
+  /**
+   * Name of a route defined with {@link Heartbeat.route}; its options apply.
+   * @default 'default'
+   */
+  route?: string;
+  /**
+   * The raw socket under `ws` (the one the `'upgrade'` event gave). The engine watches it for
+   * a FIN from the peer; without it, the engine falls back to the socket `ws` holds internally.
+   */
+  socket?: Duplex;
+}
+
+export interface HeartbeatEvents {
+  /** A connection is now tracked. */
+  connection: [ws: WebSocket, route: string];
+  /** A ping was sent to an idle connection. */
+  ping: [ws: WebSocket, route: string];
+  /** A pong answered our ping after `rttMs` milliseconds. */
+  pong: [ws: WebSocket, rttMs: number, route: string];
+  /** The engine ended a connection; `ws` emits `'close'` afterwards. */
+  terminate: [ws: WebSocket, reason: TerminateReason, route: string];
+  /** `close()` finished: every connection is gone and the timer is cleared. */
+  close: [];
+}
+
+export interface RouteStats {
+  connections: number;
+  pingsSent: number;
+  pongsReceived: number;
+  terminations: Record<TerminateReason, number>;
+  rtt: RttSummary;
+}
+
+export interface HeartbeatStats {
+  connections: number;
+  pingsSent: number;
+  pongsReceived: number;
+  terminations: Record<TerminateReason, number>;
+  routes: Record<string, RouteStats>;
+  /** The engine's own timer: how late its ticks fired (a measure of event-loop stalls). */
+  tick: { ms: number; lastLateMs: number; maxLateMs: number };
+}
+
+export type { RttSummary };
+
+/** Counters of one route; shared by every definition of that route. */
+class RouteCounters {
+  connections = 0;
+  pingsSent = 0;
+  pongsReceived = 0;
+  readonly terminations: Record<TerminateReason, number> = { timeout: 0, 'close-timeout': 0, backpressure: 0, shutdown: 0 };
+  readonly rtt = new RttHistogram();
+
+  snapshot(): RouteStats {
+    return {
+      connections: this.connections,
+      pingsSent: this.pingsSent,
+      pongsReceived: this.pongsReceived,
+      terminations: { ...this.terminations },
+      rtt: this.rtt.summary(),
+    };
+  }
+}
+
+interface Profile {
+  readonly name: string;
+  readonly options: ResolvedOptions;
+  /** The default-format reply, encoded once. */
+  readonly appReply: Buffer | undefined;
+  readonly counters: RouteCounters;
+}
+
+/** The property that links a tracked `ws` (and its raw socket) to its slot in the engine. */
+const kId = Symbol('ws-heartbeat.id');
+
+type Tagged<T> = T & { [kId]?: number };
+
+const FREE = 0;
+const OPEN = 1;
+const CLOSING = 2;
+const TERMINATED = 3;
+
+const WHEEL_SLOTS = 1024;
+const INITIAL_CAPACITY = 64;
+const SHUTDOWN_CODE = 1001;
+const SHUTDOWN_REASON = 'Server shutting down';
+/** How often a route with `maxBufferedAmount` re-reads its connections' queues, at most. */
+const BUFFER_CHECK_MS = 1_000;
+const TEXT = { binary: false } as const;
+
+const emitOriginal = EventEmitter.prototype.emit;
+
+function rethrow(error: unknown): never {
+  throw error;
+}
+
+/** The raw socket `ws` keeps for a connection; `ws` does not expose it publicly. */
+function socketOf(ws: WebSocket): Duplex | undefined {
+  return (ws as unknown as { _socket?: Duplex | null })._socket ?? undefined;
+}
+
+/**
+ * The heartbeat engine: tells, for every tracked server-side `ws` connection, whether the peer is
+ * still there, and ends those that are not.
+ *
+ * One engine serves many connections, with options per route. Per connection it keeps a few
+ * numbers in typed arrays (no timers, no closures), and one `unref()`ed timer drives a timing
+ * wheel whose ticks each visit only the connections that fall due in them.
+ *
+ * The liveness bound: with `t0` the arrival of the last frame from the peer (or the moment it was
+ * tracked), an idle connection is pinged at `t0 + interval` and terminated at
+ * `t0 + interval + timeout` if nothing arrived — never earlier, and at most one tick (5 ms) plus
+ * the timer's own delay later. A verdict always waits until pending input has been read, so an
+ * event-loop stall of any length terminates no healthy peer.
+ *
+ * @example
+ * const heartbeat = new Heartbeat({ interval: 30_000, timeout: 10_000 });
+ * wss.on('connection', (ws, req) => heartbeat.track(ws, { socket: req.socket }));
+ * heartbeat.on('terminate', (ws, reason) => console.log('ended a peer:', reason));
+ */
+export class Heartbeat extends EventEmitter<HeartbeatEvents> {
+  private readonly baseOptions: HeartbeatOptions;
+  private readonly profiles: Profile[] = [];
+  private readonly profileByName = new Map<string, number>();
+  private readonly wheel: Wheel;
+
+  // Per-connection state, indexed by the connection's slot id.
+  private sockets: (WebSocket | undefined)[] = [];
+  private rawSockets: (Duplex | undefined)[] = [];
+  private state = new Uint8Array(0);
+  private profileOf = new Uint16Array(0);
+  private lastSeen = new Float64Array(0);
+  private pingSentAt = new Float64Array(0);
+  private closingSince = new Float64Array(0);
+  private latestRtt = new Float64Array(0);
+  private suspected = new Uint8Array(0);
+  private readonly freeIds: number[] = [];
+  private count = 0;
+
+  /** Connections whose verdict waits until pending input has been read. */
+  private readonly suspects: number[] = [];
+  private readonly judging: number[] = [];
+  private judgeScheduled = false;
+
+  private tickTimer: NodeJS.Timeout | undefined;
+  private tickTimerAt = Infinity;
+  private lastLateMs = 0;
+  private maxLateMs = 0;
+
+  private closePromise: Promise<void> | undefined;
+  private resolveClose: (() => void) | undefined;
+  private closed = false;
+
+  // Listeners shared by every connection of this engine: `this` inside them is the emitter.
+  private readonly wsOnFrame: (this: Tagged<WebSocket>) => void;
+  private readonly wsOnPong: (this: Tagged<WebSocket>) => void;
+  private readonly wsOnClose: (this: Tagged<WebSocket>) => void;
+  private readonly socketOnEnd: (this: Tagged<Duplex>) => void;
+  private readonly wsClose: (this: Tagged<WebSocket>, code?: number, reason?: string | Buffer) => void;
+  private readonly wsEmit: (this: Tagged<WebSocket>, event: string | symbol, ...args: unknown[]) => boolean;
+
+  constructor(options: HeartbeatOptions = {}) {
+    super();
+    this.baseOptions = { ...options };
+    this.route('default');
+    this.wheel = new Wheel({ tickMs: TICK_MS, slots: WHEEL_SLOTS, start: performance.now() });
+    this.grow(INITIAL_CAPACITY);
+
+    const engine = this;
+    this.wsOnFrame = function wsOnFrame() {
+      engine.lastSeen[this[kId]!] = performance.now();
+    };
+    this.wsOnPong = function wsOnPong() {
+      engine.onPong(this);
+    };
+    this.wsOnClose = function wsOnClose() {
+      engine.untrack(this[kId]!);
+    };
+    this.socketOnEnd = function socketOnEnd() {
+      // The peer sent FIN: `ws` is now CLOSING and may never finish if data is queued to a peer
+      // that stopped reading. The close timeout starts here.
+      engine.markClosing(this[kId]!);
+    };
+    this.wsClose = function wsClose(code, reason) {
+      engine.markClosing(this[kId]!);
+      Object.getPrototypeOf(this).close.call(this, code, reason);
+    };
+    this.wsEmit = function wsEmit(event, data, isBinary) {
+      if (event === 'message' && engine.answerAppHeartbeat(this, data as RawData, isBinary === true)) return true;
+      return Reflect.apply(emitOriginal, this, arguments) as boolean;
+    };
+  }
+
+  /**
+   * Defines the options of a named route (overrides over the constructor's options), or
+   * redefines them for the connections tracked from now on. Returns the resolved options.
+   * The route `'default'` always exists and has the constructor's options.
+   */
+  route(name: string, overrides: HeartbeatOptions = {}): ResolvedOptions {
+    if (typeof name !== 'string' || name === '') throw new TypeError(`A route name must be a non-empty string: got ${String(name)}`);
+    const options = resolveOptions(overrides, this.baseOptions);
+    const previous = this.profileByName.get(name);
+    if (this.profiles.length >= 0xffff) throw new RangeError('Too many route definitions');
+    const counters = previous === undefined ? new RouteCounters() : this.profiles[previous]!.counters;
+    const app = options.appHeartbeat;
+    const appReply = app && typeof app.reply === 'string' ? Buffer.from(app.reply) : undefined;
+    this.profileByName.set(name, this.profiles.length);
+    this.profiles.push({ name, options, appReply, counters });
+    return options;
+  }
+
+  /** The resolved options of a route. */
+  settings(route = 'default'): ResolvedOptions {
+    return this.profile(route).options;
+  }
+
+  /** Number of connections currently tracked. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** True once `close()` has been called. */
+  get closing(): boolean {
+    return this.closePromise !== undefined;
+  }
+
+  /**
+   * Starts managing a server-side connection. Adds an `'error'` listener at once, so a
+   * misbehaving peer can never crash the process. Tracking a connection twice is a no-op.
+   * After `close()` was called, the connection is closed with 1001 at once.
+   */
+  track(ws: WebSocket, info: TrackInfo = {}): void {
+    const index = this.profileIndex(info.route ?? 'default');
+    const tagged = ws as Tagged<WebSocket>;
+    const known = tagged[kId];
+    if (known !== undefined && known >= 0) {
+      if (this.sockets[known] === ws) return;
+      throw new Error('This WebSocket is already tracked by another Heartbeat');
+    }
+    if (ws.readyState === WebSocket.CLOSED) return;
+
+    const id = this.allocate();
+    const profile = this.profiles[index]!;
+    const { options } = profile;
+    const now = performance.now();
+    this.sockets[id] = ws;
+    this.profileOf[id] = index;
+    this.state[id] = OPEN;
+    this.lastSeen[id] = now;
+    this.pingSentAt[id] = 0;
+    this.closingSince[id] = 0;
+    this.latestRtt[id] = NaN;
+    tagged[kId] = id;
+
+    ws.on('error', wsOnError);
+    if (options.idleOnly) {
+      ws.on('message', this.wsOnFrame);
+      ws.on('ping', this.wsOnFrame);
+    }
+    ws.on('pong', this.wsOnPong);
+    ws.on('close', this.wsOnClose);
+    ws.close = this.wsClose;
+    if (options.appHeartbeat) ws.emit = this.wsEmit;
+    const socket = info.socket ?? socketOf(ws);
+    if (socket) {
+      (socket as Tagged<Duplex>)[kId] = id;
+      socket.on('end', this.socketOnEnd);
+      this.rawSockets[id] = socket;
+    }
+
+    this.count += 1;
+    profile.counters.connections += 1;
+    this.wheel.schedule(id, now + options.interval - TICK_MS);
+    this.emitSafely('connection', ws, profile.name);
+
+    if (ws.readyState === WebSocket.CLOSING) this.markClosing(id);
+    else if (this.closing) ws.close(SHUTDOWN_CODE, SHUTDOWN_REASON);
+    this.wake();
+  }
+
+  /** The latest ping→pong round-trip time of a tracked connection, in ms. */
+  rtt(ws: WebSocket): number | undefined {
+    const id = (ws as Tagged<WebSocket>)[kId];
+    if (id === undefined || id < 0 || this.sockets[id] !== ws) return undefined;
+    const rtt = this.latestRtt[id]!;
+    return Number.isNaN(rtt) ? undefined : rtt;
+  }
+
+  /** A plain-object snapshot of the engine's figures, overall and per route. */
+  stats(): HeartbeatStats {
+    const routes: Record<string, RouteStats> = {};
+    const total = { pingsSent: 0, pongsReceived: 0, terminations: { timeout: 0, 'close-timeout': 0, backpressure: 0, shutdown: 0 } };
+    for (const [name, index] of this.profileByName) {
+      const route = this.profiles[index]!.counters.snapshot();
+      routes[name] = route;
+      total.pingsSent += route.pingsSent;
+      total.pongsReceived += route.pongsReceived;
+      for (const reason of REASONS) total.terminations[reason] += route.terminations[reason];
+    }
+    return {
+      connections: this.count,
+      ...total,
+      routes,
+      tick: { ms: TICK_MS, lastLateMs: this.lastLateMs, maxLateMs: this.maxLateMs },
+    };
+  }
+
+  /**
+   * Closes every connection with code 1001, destroys those still open after their route's
+   * `closeTimeout` (reason `'shutdown'`), clears the timer, and resolves once every connection
+   * is gone; then emits `'close'`. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    if (this.closePromise) return this.closePromise;
+    this.closePromise = new Promise((resolve) => {
+      this.resolveClose = resolve;
+    });
+    for (let id = 0; id < this.sockets.length; id++) {
+      const ws = this.sockets[id];
+      if (ws !== undefined && this.state[id] === OPEN) ws.close(SHUTDOWN_CODE, SHUTDOWN_REASON);
+    }
+    if (this.count === 0) this.finishClose();
+    return this.closePromise;
+  }
+
+  private profile(name: string): Profile {
+    return this.profiles[this.profileIndex(name)]!;
+  }
+
+  private profileIndex(name: string): number {
+    const index = this.profileByName.get(name);
+    if (index === undefined) throw new TypeError(`Unknown heartbeat route "${name}": define it with heartbeat.route()`);
+    return index;
+  }
+
+  private allocate(): number {
+    const free = this.freeIds.pop();
+    if (free !== undefined) return free;
+    const id = this.sockets.length;
+    if (id >= this.state.length) this.grow(this.state.length * 2);
+    this.sockets.push(undefined);
+    this.rawSockets.push(undefined);
+    return id;
+  }
+
+  private grow(capacity: number): void {
+    const copy = <T extends Uint8Array | Uint16Array | Float64Array>(from: T, to: T): T => {
+      to.set(from);
+      return to;
+    };
+    this.state = copy(this.state, new Uint8Array(capacity));
+    this.profileOf = copy(this.profileOf, new Uint16Array(capacity));
+    this.lastSeen = copy(this.lastSeen, new Float64Array(capacity));
+    this.pingSentAt = copy(this.pingSentAt, new Float64Array(capacity));
+    this.closingSince = copy(this.closingSince, new Float64Array(capacity));
+    this.latestRtt = copy(this.latestRtt, new Float64Array(capacity));
+    this.suspected = copy(this.suspected, new Uint8Array(capacity));
+    this.wheel.ensureCapacity(capacity);
+  }
+
+  private onPong(ws: Tagged<WebSocket>): void {
+    const id = ws[kId]!;
+    const now = performance.now();
+    this.lastSeen[id] = now;
+    const sentAt = this.pingSentAt[id]!;
+    if (sentAt === 0) return; // unsolicited: proof of life, but no round trip to measure
+    const rtt = now - sentAt;
+    this.pingSentAt[id] = 0;
+    this.latestRtt[id] = rtt;
+    const { counters, name } = this.profiles[this.profileOf[id]!]!;
+    counters.pongsReceived += 1;
+    counters.rtt.record(rtt);
+    this.emitSafely('pong', ws, rtt, name);
+  }
+
+  /** Answers an application-level heartbeat; returns true when `data` was one. */
+  private answerAppHeartbeat(ws: Tagged<WebSocket>, data: RawData, isBinary: boolean): boolean {
+    const id = ws[kId];
+    if (id === undefined || id < 0) return false;
+    const profile = this.profiles[this.profileOf[id]!]!;
+    const app = profile.options.appHeartbeat;
+    if (!app) return false;
+    let reply: string | Buffer | undefined;
+    try {
+      if (!app.match(data, isBinary)) return false;
+      reply = profile.appReply ?? (typeof app.reply === 'function' ? app.reply(data) : app.reply);
+    } catch (error) {
+      // A throwing matcher or reply function is the application's bug: surface it without
+      // letting it into the receive path of this connection.
+      process.nextTick(rethrow, error);
+      return false;
+    }
+    this.lastSeen[id] = performance.now();
+    if (reply !== undefined && ws.readyState === WebSocket.OPEN) {
+      if (typeof reply === 'string') ws.send(reply);
+      else if (reply === profile.appReply) ws.send(reply, TEXT);
+      else ws.send(reply);
+    }
+    return true;
+  }
+
+  /** The connection entered CLOSING: its close timeout starts now. */
+  private markClosing(id: number | undefined): void {
+    if (id === undefined || id < 0 || this.state[id] !== OPEN) return;
+    const now = performance.now();
+    this.state[id] = CLOSING;
+    this.closingSince[id] = now;
+    this.pingSentAt[id] = 0;
+    this.wheel.schedule(id, now + this.profiles[this.profileOf[id]!]!.options.closeTimeout);
+    this.wake();
+  }
+
+  /**
+   * Decides what a due connection needs and returns when to look at it again (`Infinity`: not
+   * in the wheel any more). With `final` false, a connection that looks dead becomes a suspect
+   * whose verdict waits until pending input has been read; with `final` true it is ended.
+   */
+  private readonly check = (id: number, now: number, final = false): number => {
+    const ws = this.sockets[id]!;
+    const { options } = this.profiles[this.profileOf[id]!]!;
+    if (this.state[id] === OPEN && ws.readyState !== WebSocket.OPEN) {
+      // CLOSING without a call we could see; start the close timeout from here.
+      this.state[id] = CLOSING;
+      this.closingSince[id] = now;
+    }
+    if (this.state[id] === CLOSING) {
+      const deadline = this.closingSince[id]! + options.closeTimeout;
+      if (now < deadline) return deadline;
+      return this.judge(id, final, this.closing ? 'shutdown' : 'close-timeout');
+    }
+    if (options.maxBufferedAmount !== false && ws.bufferedAmount > options.maxBufferedAmount) {
+      this.terminate(id, 'backpressure');
+      return Infinity;
+    }
+    const lastSeen = this.lastSeen[id]!;
+    let sentAt = this.pingSentAt[id]!;
+    if (sentAt > 0 && lastSeen >= sentAt) {
+      sentAt = 0; // any frame after the ping answers it
+      this.pingSentAt[id] = 0;
+    }
+    let next: number;
+    if (sentAt > 0) {
+      // A ping sent late (after a stall) still gets its full timeout.
+      const deadline = Math.max(sentAt, lastSeen + options.interval) + options.timeout;
+      if (now >= deadline) return this.judge(id, final, 'timeout');
+      next = deadline;
+    } else if (now >= lastSeen + options.interval - TICK_MS) {
+      // Pinged in the tick that ends at or after t0 + interval: the verdict then falls due at
+      // exactly t0 + interval + timeout.
+      this.ping(id, ws, now);
+      next = Math.max(now, lastSeen + options.interval) + options.timeout;
+    } else {
+      next = lastSeen + options.interval - TICK_MS;
+    }
+    if (options.maxBufferedAmount !== false) next = Math.min(next, now + Math.min(options.interval, BUFFER_CHECK_MS));
+    return next;
+  };
+
+  private judge(id: number, final: boolean, reason: TerminateReason): number {
+    if (final) {
+      this.terminate(id, reason);
+    } else if (this.suspected[id] === 0) {
+      this.suspected[id] = 1;
+      this.suspects.push(id);
+      if (!this.judgeScheduled) {
+        this.judgeScheduled = true;
+        setImmediate(this.afterPendingInput);
+      }
+    }
+    return Infinity;
+  }
+
+  /**
+   * Runs the suspects' verdicts two turns of the event loop after they were found: the first
+   * turn's poll phase reads the input that arrived while this process was busy (a stall delays
+   * our timer and the peers' pongs alike), the second lets `ws` deliver anything it deferred.
+   */
+  private readonly afterPendingInput = (): void => {
+    if (this.judging.length === 0) {
+      this.judging.push(...this.suspects);
+      this.suspects.length = 0;
+      setImmediate(this.afterPendingInput);
+      return;
+    }
+    this.judgeScheduled = false;
+    const now = performance.now();
+    for (const id of this.judging) {
+      if (this.suspected[id] === 0) continue; // closed meanwhile
+      this.suspected[id] = 0;
+      const next = this.check(id, now, true);
+      if (next !== Infinity) this.wheel.schedule(id, next);
+    }
+    this.judging.length = 0;
+    if (this.suspects.length > 0 && !this.judgeScheduled) {
+      this.judgeScheduled = true;
+      setImmediate(this.afterPendingInput);
+    }
+    this.wake();
+  };
+
+  private ping(id: number, ws: WebSocket, now: number): void {
+    this.pingSentAt[id] = now;
+    const profile = this.profiles[this.profileOf[id]!]!;
+    profile.counters.pingsSent += 1;
+    try {
+      ws.ping();
+    } catch {
+      // Only thrown for a socket that is not open; the next check sees its state.
+    }
+    this.emitSafely('ping', ws, profile.name);
+  }
+
+  private terminate(id: number, reason: TerminateReason): void {
+    const ws = this.sockets[id]!;
+    const profile = this.profiles[this.profileOf[id]!]!;
+    this.state[id] = TERMINATED;
+    this.wheel.cancel(id);
+    profile.counters.terminations[reason] += 1;
+    ws.terminate();
+    this.emitSafely('terminate', ws, reason, profile.name);
+  }
+
+  /** Forgets a connection on its `'close'`. */
+  private untrack(id: number | undefined): void {
+    if (id === undefined || id < 0 || this.state[id] === FREE) return;
+    const ws = this.sockets[id]! as Tagged<WebSocket>;
+    this.wheel.cancel(id);
+    this.suspected[id] = 0;
+    ws.removeListener('error', wsOnError);
+    ws.removeListener('message', this.wsOnFrame);
+    ws.removeListener('ping', this.wsOnFrame);
+    ws.removeListener('pong', this.wsOnPong);
+    ws.removeListener('close', this.wsOnClose);
+    // Give the connection its own methods back.
+    Reflect.deleteProperty(ws, 'close');
+    Reflect.deleteProperty(ws, 'emit');
+    ws[kId] = -1;
+    const socket = this.rawSockets[id] as Tagged<Duplex> | undefined;
+    if (socket) {
+      socket.removeListener('end', this.socketOnEnd);
+      socket[kId] = -1;
+    }
+    this.sockets[id] = undefined;
+    this.rawSockets[id] = undefined;
+    this.state[id] = FREE;
+    this.freeIds.push(id);
+    this.count -= 1;
+    this.profiles[this.profileOf[id]!]!.counters.connections -= 1;
+    if (this.closing && this.count === 0) this.finishClose();
+  }
+
+  private finishClose(): void {
+    this.clearTimer();
+    if (this.closed) return;
+    this.closed = true;
+    this.emitSafely('close');
+    this.resolveClose?.();
+  }
+
+  /** Arms the one timer for the next tick that holds a connection, aligned to the tick boundary. */
+  private wake(): void {
+    const at = this.wheel.nextTickTime();
+    if (at === Infinity) {
+      this.clearTimer();
+      return;
+    }
+    if (this.tickTimer !== undefined && this.tickTimerAt <= at) return;
+    this.clearTimer();
+    this.tickTimerAt = at;
+    this.tickTimer = setTimeout(this.onTick, Math.max(1, Math.ceil(at - performance.now())));
+    this.tickTimer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.tickTimer !== undefined) clearTimeout(this.tickTimer);
+    this.tickTimer = undefined;
+    this.tickTimerAt = Infinity;
+  }
+
+  private readonly onTick = (): void => {
+    const now = performance.now();
+    const late = Math.max(0, now - this.tickTimerAt);
+    this.tickTimer = undefined;
+    this.tickTimerAt = Infinity;
+    this.lastLateMs = late;
+    if (late > this.maxLateMs) this.maxLateMs = late;
+    this.wheel.advance(now, this.check);
+    this.wake();
+  };
+
+  /**
+   * Emits an event; a listener that throws cannot leave the engine half-way through its work:
+   * the error is rethrown on the next tick, as an uncaught exception of the application's own.
+   */
+  private emitSafely<K extends keyof HeartbeatEvents>(event: K, ...args: HeartbeatEvents[K]): void {
+    try {
+      (this.emit as (event: K, ...args: HeartbeatEvents[K]) => boolean)(event, ...args);
+    } catch (error) {
+      process.nextTick(rethrow, error);
+    }
+  }
+}
+
+/**
+ * Present on every tracked connection so that an `'error'` with no application listener can
+ * never crash the process. `ws` closes the connection itself after emitting it.
+ */
+function wsOnError(): void {}

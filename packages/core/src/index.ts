@@ -1,0 +1,13 @@
+export { Heartbeat } from './heartbeat';
+export type {
+  HeartbeatEvents,
+  HeartbeatStats,
+  RouteStats,
+  RttSummary,
+  TerminateReason,
+  TrackInfo,
+} from './heartbeat';
+export { DEFAULTS, TICK_MS } from './options';
+export type { AppHeartbeatOptions, HeartbeatOptions, ResolvedOptions } from './options';
+// export { UpgradeRouter } from './upgrade';
+// export type { Authenticate, ConnectionHandler, RouteOptions, UpgradeRouterOptions } from './upgrade';

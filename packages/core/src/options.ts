@@ -1,0 +1,161 @@
+import type { RawData } from 'ws';
+
+/** Granularity of the timing wheel in milliseconds: every bound of the engine holds to one tick. */
+export const TICK_MS = 5;
+
+/** The smallest `interval`, `timeout` or `closeTimeout` the wheel can honour: two ticks. */
+export const MIN_DURATION_MS = 2 * TICK_MS;
+
+/** The largest duration accepted: what Node's timers accept (about 24.8 days). */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/**
+ * Application-level heartbeat for clients that cannot send ping frames (browsers).
+ * A message that `match` accepts counts as proof of life, is answered with `reply`, and is
+ * never emitted as `'message'` to the application.
+ */
+export interface AppHeartbeatOptions {
+  /**
+   * Decides whether an inbound message is a heartbeat.
+   * @default a text message that is exactly `{"type":"ping"}`
+   */
+  match?: (data: RawData, isBinary: boolean) => boolean;
+  /**
+   * What to answer. A function receives the heartbeat message; returning `undefined` sends nothing.
+   * Strings are sent as text, Buffers as binary.
+   * @default `{"type":"pong","interval":<interval>,"timeout":<timeout>}` (text), so a client can match the server's settings
+   */
+  reply?: string | Buffer | ((data: RawData) => string | Buffer | undefined);
+}
+
+/** Heartbeat options. Durations are in milliseconds. */
+export interface HeartbeatOptions {
+  /**
+   * A connection that has sent nothing for this long gets a ping.
+   * @default 30_000
+   */
+  interval?: number;
+  /**
+   * After that ping, a connection that sends nothing for this long is terminated (reason `'timeout'`).
+   * @default 10_000
+   */
+  timeout?: number;
+  /**
+   * A connection in CLOSING for longer than this is destroyed (reason `'close-timeout'`).
+   * @default 5_000
+   */
+  closeTimeout?: number;
+  /**
+   * `true`: any inbound frame (message, ping, pong) is proof of life and postpones the ping, so
+   * busy connections are never pinged. `false`: only pongs count, and every connection is pinged
+   * once per `interval`.
+   * @default true
+   */
+  idleOnly?: boolean;
+  /**
+   * Application-level heartbeat: `true` for the default format, an object to customise it,
+   * `false` to turn it off.
+   * @default false
+   */
+  appHeartbeat?: boolean | AppHeartbeatOptions;
+  /**
+   * Terminate a peer that stops reading once more than this many bytes are queued to it
+   * (reason `'backpressure'`). `false` turns the check off.
+   * @default false
+   */
+  maxBufferedAmount?: number | false;
+}
+
+/** Options with every default applied, as the engine uses them. */
+export interface ResolvedOptions {
+  readonly interval: number;
+  readonly timeout: number;
+  readonly closeTimeout: number;
+  readonly idleOnly: boolean;
+  readonly appHeartbeat: false | Required<AppHeartbeatOptions>;
+  readonly maxBufferedAmount: number | false;
+}
+
+export const DEFAULTS = {
+  interval: 30_000,
+  timeout: 10_000,
+  closeTimeout: 5_000,
+  idleOnly: true,
+  appHeartbeat: false,
+  maxBufferedAmount: false,
+} as const satisfies Required<HeartbeatOptions>;
+
+const KNOWN = new Set<string>(Object.keys(DEFAULTS));
+
+/** The text a client sends as an application-level heartbeat by default. */
+export const APP_PING = '{"type":"ping"}';
+const APP_PING_BYTES = Buffer.from(APP_PING);
+
+/** Matches a text message whose bytes are exactly {@link APP_PING}; allocates nothing. */
+function isDefaultAppPing(data: RawData, isBinary: boolean): boolean {
+  return !isBinary && Buffer.isBuffer(data) && data.length === APP_PING_BYTES.length && data.equals(APP_PING_BYTES);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  return typeof value;
+}
+
+function fail(name: string, rule: string, value: unknown): never {
+  throw new TypeError(`The "${name}" option must be ${rule}: got ${describe(value)}`);
+}
+
+function duration(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_DURATION_MS || value > MAX_DURATION_MS) {
+    fail(name, `a finite number of milliseconds from ${MIN_DURATION_MS} to ${MAX_DURATION_MS}`, value);
+  }
+  return value;
+}
+
+function appHeartbeat(value: unknown, interval: number, timeout: number): ResolvedOptions['appHeartbeat'] {
+  if (value === false) return false;
+  const custom: AppHeartbeatOptions = value === true ? {} : (value as AppHeartbeatOptions);
+  if (value !== true && (typeof value !== 'object' || value === null)) {
+    fail('appHeartbeat', 'a boolean or an object { match, reply }', value);
+  }
+  if (custom.match !== undefined && typeof custom.match !== 'function') {
+    fail('appHeartbeat.match', 'a function', custom.match);
+  }
+  const reply = custom.reply;
+  if (reply !== undefined && typeof reply !== 'string' && typeof reply !== 'function' && !Buffer.isBuffer(reply)) {
+    fail('appHeartbeat.reply', 'a string, a Buffer or a function', reply);
+  }
+  return {
+    match: custom.match ?? isDefaultAppPing,
+    reply: reply ?? JSON.stringify({ type: 'pong', interval, timeout }),
+  };
+}
+
+/**
+ * Merges `options` over `base` once and checks every value, including the rules that involve
+ * several options. Throws a `TypeError` that names the option and the value.
+ */
+export function resolveOptions(options: HeartbeatOptions = {}, base: HeartbeatOptions = DEFAULTS): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) fail('options', 'an object', options);
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw new TypeError(`Unknown heartbeat option "${key}"`);
+  }
+  const merged = { ...DEFAULTS, ...base, ...options };
+  const interval = duration('interval', merged.interval);
+  const timeout = duration('timeout', merged.timeout);
+  const closeTimeout = duration('closeTimeout', merged.closeTimeout);
+  if (typeof merged.idleOnly !== 'boolean') fail('idleOnly', 'a boolean', merged.idleOnly);
+  const max = merged.maxBufferedAmount;
+  if (max !== false && (typeof max !== 'number' || !Number.isSafeInteger(max) || max <= 0)) {
+    fail('maxBufferedAmount', 'a positive integer number of bytes or false', max);
+  }
+  return {
+    interval,
+    timeout,
+    closeTimeout,
+    idleOnly: merged.idleOnly,
+    appHeartbeat: appHeartbeat(merged.appHeartbeat, interval, timeout),
+    maxBufferedAmount: max,
+  };
+}

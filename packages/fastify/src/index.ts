@@ -1,0 +1,5 @@
+/**
+ * @ws-heartbeat/fastify: not built yet. The Fastify plugin lands with its own issue;
+ * until then this package only re-exports the core engine so that the workspace builds.
+ */
+export { Heartbeat } from '@ws-heartbeat/core';

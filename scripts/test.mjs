@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// The whole test suite: type-check every package, run jest once over all tests,
+// then print the plain summary line `N passed, N failed` derived from jest's results.
+// Extra arguments go to jest (e.g. `pnpm test -- packages/core`).
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(root, 'package.json'));
+const outDir = join(root, 'test-results');
+const resultsFile = join(outDir, 'jest.json');
+
+function run(bin, args) {
+  return spawnSync(process.execPath, [require.resolve(bin), ...args], { cwd: root, stdio: 'inherit' });
+}
+
+mkdirSync(outDir, { recursive: true });
+rmSync(resultsFile, { force: true });
+
+const tsc = run('typescript/bin/tsc', ['-p', 'tsconfig.json', '--noEmit']);
+const typecheckFailed = tsc.status !== 0;
+if (typecheckFailed) console.error('typecheck failed');
+
+const jest = run('jest/bin/jest.js', ['--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)]);
+
+let passed = 0;
+let failed = typecheckFailed ? 1 : 0;
+try {
+  const results = JSON.parse(readFileSync(resultsFile, 'utf8'));
+  passed += results.numPassedTests;
+  failed += results.numFailedTests;
+  // A suite that fails to load (syntax error, throw at import) counts no test: count it as one failure.
+  failed += results.testResults.filter((r) => r.status === 'failed' && r.assertionResults.length === 0).length;
+} catch {
+  failed += 1;
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(jest.status === 0 && !typecheckFailed && failed === 0 ? 0 : 1);

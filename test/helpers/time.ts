@@ -1,0 +1,39 @@
+/**
+ * Time bounds for tests that run on real sockets. Every duration a test waits for or
+ * asserts is written in "scaled milliseconds": `ms(200)` is 200 ms on a normal machine and
+ * 200 × WSH_TIME_SCALE ms where the environment widens it (a slow or loaded machine).
+ */
+export const TIME_SCALE = (() => {
+  const raw = process.env.WSH_TIME_SCALE;
+  if (raw === undefined || raw === '') return 1;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new TypeError(`WSH_TIME_SCALE must be a positive number, got ${raw}`);
+  return value;
+})();
+
+/** `n` milliseconds, widened by WSH_TIME_SCALE. */
+export function ms(n: number): number {
+  return Math.round(n * TIME_SCALE);
+}
+
+/** Resolves after `n` real milliseconds (not scaled: pass `ms(n)` for a scaled wait). */
+export function sleep(n: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, n));
+}
+
+/** Monotonic milliseconds, the clock every bound in the tests is measured with. */
+export function now(): number {
+  return performance.now();
+}
+
+/**
+ * Polls `check` every few milliseconds until it returns true or `timeout` (real ms) passes.
+ * Rejects with `message` on timeout.
+ */
+export async function waitFor(check: () => boolean, timeout: number, message = 'condition'): Promise<void> {
+  const deadline = now() + timeout;
+  while (!check()) {
+    if (now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${message}`);
+    await sleep(5);
+  }
+}
