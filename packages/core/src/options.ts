@@ -138,7 +138,7 @@ function appHeartbeat(value: unknown, interval: number, timeout: number): Resolv
  */
 export function resolveOptions(options: HeartbeatOptions = {}, base: HeartbeatOptions = DEFAULTS): ResolvedOptions {
   if (typeof options !== 'object' || options === null) fail('options', 'an object', options);
-  for (const key of Object.keys(options)) {
+  for (const key of [...Object.keys(options), ...Object.keys(base)]) {
     if (!KNOWN.has(key)) throw new TypeError(`Unknown heartbeat option "${key}"`);
   }
   const merged = { ...DEFAULTS, ...base, ...options };

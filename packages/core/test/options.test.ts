@@ -1,0 +1,71 @@
+import { Heartbeat, DEFAULTS, type HeartbeatOptions } from '@ws-heartbeat/core';
+import { resolveOptions } from '../src/options';
+
+describe('heartbeat options', () => {
+  test('defaults are the documented ones', () => {
+    expect(resolveOptions()).toEqual({
+      interval: 30_000,
+      timeout: 10_000,
+      closeTimeout: 5_000,
+      idleOnly: true,
+      appHeartbeat: false,
+      maxBufferedAmount: false,
+    });
+    expect(DEFAULTS).toMatchObject({ interval: 30_000, timeout: 10_000, closeTimeout: 5_000 });
+  });
+
+  const bad: [keyof HeartbeatOptions | string, unknown][] = [
+    ['interval', -1],
+    ['interval', 0],
+    ['interval', NaN],
+    ['interval', Infinity],
+    ['interval', '1000'],
+    ['interval', 2 ** 31],
+    ['timeout', 1], // below two ticks: the wheel could not honour it
+    ['timeout', -5],
+    ['closeTimeout', Infinity],
+    ['closeTimeout', null],
+    ['idleOnly', 'yes'],
+    ['appHeartbeat', 42],
+    ['appHeartbeat', null],
+    ['maxBufferedAmount', -1],
+    ['maxBufferedAmount', 0],
+    ['maxBufferedAmount', 1.5],
+    ['maxBufferedAmount', true],
+  ];
+  test.each(bad)('%s = %p throws a TypeError naming the option and the value', (name, value) => {
+    const attempt = () => new Heartbeat({ [name]: value } as HeartbeatOptions);
+    expect(attempt).toThrow(TypeError);
+    expect(attempt).toThrow(new RegExp(`"${name}"`));
+    expect(attempt).toThrow(new RegExp(`got ${typeof value === 'string' ? `"${value}"` : value === null ? 'null' : String(value)}`));
+  });
+
+  test('appHeartbeat parts are checked by name', () => {
+    expect(() => new Heartbeat({ appHeartbeat: { match: 1 as never } })).toThrow(/"appHeartbeat.match"/);
+    expect(() => new Heartbeat({ appHeartbeat: { reply: 5 as never } })).toThrow(/"appHeartbeat.reply"/);
+  });
+
+  test('an unknown option is refused by name (a typo must not pass silently)', () => {
+    expect(() => new Heartbeat({ intervl: 1000 } as HeartbeatOptions)).toThrow(/Unknown heartbeat option "intervl"/);
+  });
+
+  test('route overrides merge over the constructor options and are checked the same way', () => {
+    const heartbeat = new Heartbeat({ interval: 1_000, closeTimeout: 700 });
+    const fast = heartbeat.route('fast', { timeout: 200 });
+    expect(fast).toMatchObject({ interval: 1_000, timeout: 200, closeTimeout: 700 });
+    expect(heartbeat.settings()).toMatchObject({ interval: 1_000, timeout: 10_000 });
+    expect(() => heartbeat.route('broken', { timeout: -1 })).toThrow(/"timeout".*got -1/);
+    expect(() => heartbeat.settings('nowhere')).toThrow(TypeError);
+  });
+
+  test('the default app heartbeat reply carries the route settings, so a client can match them', () => {
+    const heartbeat = new Heartbeat({ appHeartbeat: true });
+    const route = heartbeat.route('r', { interval: 4_000, timeout: 1_500 });
+    expect(route.appHeartbeat).not.toBe(false);
+    const app = route.appHeartbeat as Exclude<typeof route.appHeartbeat, false>;
+    expect(JSON.parse(app.reply as string)).toEqual({ type: 'pong', interval: 4_000, timeout: 1_500 });
+    expect(app.match(Buffer.from('{"type":"ping"}'), false)).toBe(true);
+    expect(app.match(Buffer.from('{"type":"ping"}'), true)).toBe(false);
+    expect(app.match(Buffer.from('{"type":"ping"} '), false)).toBe(false);
+  });
+});

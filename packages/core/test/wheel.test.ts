@@ -1,0 +1,132 @@
+import { Wheel } from '../src/wheel';
+
+const TICK = 5;
+const SLOTS = 1024;
+
+function makeWheel(capacity: number, start = 0): Wheel {
+  const wheel = new Wheel({ tickMs: TICK, slots: SLOTS, start });
+  wheel.ensureCapacity(capacity);
+  return wheel;
+}
+
+describe('Wheel (fake clock)', () => {
+  test('visits an id in the first tick at or after its due time, never before', () => {
+    const wheel = makeWheel(500);
+    const due = new Map<number, number>();
+    for (let id = 0; id < 500; id++) {
+      const at = 1 + ((id * 7919) % 20_000) + (id % 3) * 0.37; // spread over 4 revolutions, fractional times
+      due.set(id, at);
+      wheel.schedule(id, at);
+    }
+    const visitedAt = new Map<number, number>();
+    for (let now = 0; now <= 21_000; now += 1) {
+      wheel.advance(now, (id, t) => {
+        visitedAt.set(id, t);
+        return Infinity;
+      });
+    }
+    expect(visitedAt.size).toBe(500);
+    for (const [id, at] of due) {
+      const t = visitedAt.get(id)!;
+      expect(t).toBeGreaterThanOrEqual(at);
+      expect(t).toBeLessThanOrEqual(Math.ceil(at / TICK) * TICK);
+    }
+    expect(wheel.size).toBe(0);
+  });
+
+  test('spreads ids due at even times evenly over the slots, and one tick visits only its own slot', () => {
+    const n = 19_000;
+    const interval = 30_000; // longer than a revolution (5,120 ms): slots are shared by several rounds
+    const wheel = makeWheel(n);
+    for (let id = 0; id < n; id++) wheel.schedule(id, 1 + (id * interval) / n);
+    // A slot holds the ids of every revolution that passes over it: 5 or 6 rounds of ~3.2 ids here.
+    const perTick = Math.ceil(n / (interval / TICK));
+    const loads = Array.from({ length: SLOTS }, (_, tick) => wheel.load(tick));
+    expect(Math.max(...loads)).toBeLessThanOrEqual(Math.ceil(n / SLOTS) + perTick);
+    expect(Math.min(...loads)).toBeGreaterThanOrEqual(Math.floor(n / SLOTS) - perTick);
+
+    let most = 0;
+    let total = 0;
+    for (let now = TICK; now <= interval + TICK; now += TICK) {
+      const visited = wheel.advance(now, () => Infinity);
+      most = Math.max(most, visited);
+      total += visited;
+    }
+    expect(total).toBe(n);
+    expect(most).toBeLessThanOrEqual(perTick + 1);
+  });
+
+  test('does not drift: a periodic id stays within one tick of start + k × period under late timers', () => {
+    const wheel = makeWheel(1);
+    const period = 1_003;
+    let expected = period;
+    wheel.schedule(0, expected);
+    let visits = 0;
+    let worst = 0;
+    let jitter = 12345;
+    for (let tick = 1; visits < 1_000; tick++) {
+      jitter = (jitter * 1103515245 + 12345) % 2 ** 31;
+      const now = tick * TICK + (jitter % 300) / 100; // each tick's timer fires 0–3 ms late
+      wheel.advance(now, (_id, t) => {
+        worst = Math.max(worst, t - expected);
+        expect(t).toBeGreaterThanOrEqual(expected);
+        visits += 1;
+        expected += period;
+        return expected;
+      });
+    }
+    expect(expected).toBe(1_001 * period);
+    expect(worst).toBeLessThanOrEqual(TICK + 3);
+  });
+
+  test('after a stall longer than a revolution, every overdue id is visited exactly once', () => {
+    const wheel = makeWheel(3_000);
+    for (let id = 0; id < 3_000; id++) wheel.schedule(id, 10 + id * 3);
+    const seen = new Uint8Array(3_000);
+    const visited = wheel.advance(60_000, (id) => {
+      seen[id]! += 1;
+      return Infinity;
+    });
+    expect(visited).toBe(3_000);
+    expect(seen.every((count) => count === 1)).toBe(true);
+    expect(wheel.nextTickTime()).toBe(Infinity);
+  });
+
+  test('an id scheduled in the past is visited at the next tick, not lost', () => {
+    const wheel = makeWheel(1);
+    wheel.advance(100, () => Infinity);
+    wheel.schedule(0, 50);
+    expect(wheel.nextTickTime()).toBe(105);
+    expect(wheel.advance(105, () => Infinity)).toBe(1);
+  });
+
+  test('schedule moves an id and cancel removes it: no double visit, no stale visit', () => {
+    const wheel = makeWheel(3);
+    wheel.schedule(0, 10);
+    wheel.schedule(0, 500); // moved
+    wheel.schedule(1, 10);
+    wheel.cancel(1);
+    wheel.cancel(1); // twice is harmless
+    wheel.schedule(2, 20);
+    const visits: number[] = [];
+    for (let now = 0; now <= 1_000; now += TICK) wheel.advance(now, (id) => (visits.push(id), Infinity));
+    expect(visits).toEqual([2, 0]);
+  });
+
+  test('nextTickTime points at the next occupied tick; growing capacity keeps scheduled ids', () => {
+    const wheel = makeWheel(2, 1_000);
+    expect(wheel.nextTickTime()).toBe(Infinity);
+    wheel.schedule(1, 1_212);
+    expect(wheel.nextTickTime()).toBe(1_215);
+    wheel.ensureCapacity(4_096);
+    wheel.schedule(4_000, 1_100);
+    expect(wheel.nextTickTime()).toBe(1_100);
+    const visits: number[] = [];
+    wheel.advance(1_300, (id) => (visits.push(id), Infinity));
+    expect(visits).toEqual([4_000, 1]);
+  });
+
+  test('rejects a slot count that is not a power of two', () => {
+    expect(() => new Wheel({ tickMs: 5, slots: 1000, start: 0 })).toThrow(TypeError);
+  });
+});
