@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The whole test suite: type-check every package, run jest once over all tests,
+// The whole test suite: type-check and build every package, run jest once over all tests,
 // then print the plain summary line `N passed, N failed` derived from jest's results.
 // Extra arguments go to jest (e.g. `pnpm test -- packages/core`).
 import { spawnSync } from 'node:child_process';
@@ -21,8 +21,11 @@ mkdirSync(outDir, { recursive: true });
 rmSync(resultsFile, { force: true });
 
 const tsc = run('typescript/bin/tsc', ['-p', 'tsconfig.json', '--noEmit']);
-const typecheckFailed = tsc.status !== 0;
-if (typecheckFailed) console.error('typecheck failed');
+if (tsc.status !== 0) console.error('typecheck failed');
+// Build every package to dist/ (declarations included): the demo and its test run the built code.
+const build = ['core', 'fastify', 'express'].map((name) => run('typescript/bin/tsc', ['-p', `packages/${name}/tsconfig.json`]));
+if (build.some((b) => b.status !== 0)) console.error('build failed');
+const typecheckFailed = tsc.status !== 0 || build.some((b) => b.status !== 0);
 
 const jest = run('jest/bin/jest.js', ['--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)]);
 

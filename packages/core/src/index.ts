@@ -9,5 +9,5 @@ export type {
 } from './heartbeat';
 export { DEFAULTS, TICK_MS } from './options';
 export type { AppHeartbeatOptions, HeartbeatOptions, ResolvedOptions } from './options';
-// export { UpgradeRouter } from './upgrade';
-// export type { Authenticate, ConnectionHandler, RouteOptions, UpgradeRouterOptions } from './upgrade';
+export { UpgradeRouter } from './upgrade';
+export type { Authenticate, ConnectionHandler, RouteOptions, UpgradeRouterOptions } from './upgrade';
