@@ -27,7 +27,7 @@ const build = ['core', 'fastify', 'express'].map((name) => run('typescript/bin/t
 if (build.some((b) => b.status !== 0)) console.error('build failed');
 const typecheckFailed = tsc.status !== 0 || build.some((b) => b.status !== 0);
 
-const jest = run('jest/bin/jest.js', ['--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)]);
+const jest = run('jest/bin/jest', ['--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)]);
 
 let passed = 0;
 let failed = typecheckFailed ? 1 : 0;

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { WebSocket, type RawData } from 'ws';
+import { rethrow } from './errors';
 import { resolveOptions, TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
 import { RttHistogram, type RttSummary } from './rtt';
 import { Wheel } from './wheel';
@@ -32,7 +33,10 @@ export interface HeartbeatEvents {
   ping: [ws: WebSocket, route: string];
   /** A pong answered our ping after `rttMs` milliseconds. */
   pong: [ws: WebSocket, rttMs: number, route: string];
-  /** The engine ended a connection; `ws` emits `'close'` afterwards. */
+  /**
+   * A connection was ended by the engine (`ws` emits `'close'` afterwards), or by `ws`'s own
+   * close timer after the route's `closeTimeout` (emitted as `ws` closes).
+   */
   terminate: [ws: WebSocket, reason: TerminateReason, route: string];
   /** `close()` finished: every connection is gone and the timer is cleared. */
   close: [];
@@ -104,10 +108,6 @@ const BUFFER_CHECK_MS = 1_000;
 const TEXT = { binary: false } as const;
 
 const emitOriginal = EventEmitter.prototype.emit;
-
-function rethrow(error: unknown): never {
-  throw error;
-}
 
 /** The raw socket `ws` keeps for a connection; `ws` does not expose it publicly. */
 function socketOf(ws: WebSocket): Duplex | undefined {
@@ -526,19 +526,30 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   }
 
   private terminate(id: number, reason: TerminateReason): void {
-    const ws = this.sockets[id]!;
-    const profile = this.profiles[this.profileOf[id]!]!;
     this.state[id] = TERMINATED;
     this.wheel.cancel(id);
+    this.sockets[id]!.terminate();
+    this.countTermination(id, reason);
+  }
+
+  private countTermination(id: number, reason: TerminateReason): void {
+    const profile = this.profiles[this.profileOf[id]!]!;
     profile.counters.terminations[reason] += 1;
-    ws.terminate();
-    this.emitSafely('terminate', ws, reason, profile.name);
+    this.emitSafely('terminate', this.sockets[id]!, reason, profile.name);
   }
 
   /** Forgets a connection on its `'close'`. */
   private untrack(id: number | undefined): void {
     if (id === undefined || id < 0 || this.state[id] === FREE) return;
     const ws = this.sockets[id]! as Tagged<WebSocket>;
+    if (this.state[id] === CLOSING) {
+      // `ws` runs a close timer of its own (the router gives it the route's closeTimeout). When
+      // that timer, not ours, destroyed the socket, the connection still ended by its close timeout.
+      const { closeTimeout } = this.profiles[this.profileOf[id]!]!.options;
+      if (performance.now() - this.closingSince[id]! >= closeTimeout - 1) {
+        this.countTermination(id, this.closing ? 'shutdown' : 'close-timeout');
+      }
+    }
     this.wheel.cancel(id);
     this.suspected[id] = 0;
     ws.removeListener('error', wsOnError);

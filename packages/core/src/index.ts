@@ -10,4 +10,14 @@ export type {
 export { DEFAULTS, TICK_MS } from './options';
 export type { AppHeartbeatOptions, HeartbeatOptions, ResolvedOptions } from './options';
 export { UpgradeRouter } from './upgrade';
-export type { Authenticate, ConnectionHandler, RouteOptions, UpgradeRouterOptions } from './upgrade';
+export type {
+  Authenticate,
+  ConnectionHandler,
+  OriginPolicy,
+  RouteOptions,
+  RouterErrorPhase,
+  RouteWsOptions,
+  UpgradeRouterOptions,
+  UpgradeServer,
+} from './upgrade';
+export type { PathParams } from './path';

@@ -1,4 +1,5 @@
 import type { RawData } from 'ws';
+import { checkKeys, fail } from './errors';
 
 /** Granularity of the timing wheel in milliseconds: every bound of the engine holds to one tick. */
 export const TICK_MS = 5;
@@ -96,16 +97,6 @@ function isDefaultAppPing(data: RawData, isBinary: boolean): boolean {
   return !isBinary && Buffer.isBuffer(data) && data.length === APP_PING_BYTES.length && data.equals(APP_PING_BYTES);
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
-  return typeof value;
-}
-
-function fail(name: string, rule: string, value: unknown): never {
-  throw new TypeError(`The "${name}" option must be ${rule}: got ${describe(value)}`);
-}
-
 function duration(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_DURATION_MS || value > MAX_DURATION_MS) {
     fail(name, `a finite number of milliseconds from ${MIN_DURATION_MS} to ${MAX_DURATION_MS}`, value);
@@ -138,9 +129,8 @@ function appHeartbeat(value: unknown, interval: number, timeout: number): Resolv
  */
 export function resolveOptions(options: HeartbeatOptions = {}, base: HeartbeatOptions = DEFAULTS): ResolvedOptions {
   if (typeof options !== 'object' || options === null) fail('options', 'an object', options);
-  for (const key of [...Object.keys(options), ...Object.keys(base)]) {
-    if (!KNOWN.has(key)) throw new TypeError(`Unknown heartbeat option "${key}"`);
-  }
+  checkKeys(options, KNOWN, 'heartbeat');
+  checkKeys(base, KNOWN, 'heartbeat');
   const merged = { ...DEFAULTS, ...base, ...options };
   const interval = duration('interval', merged.interval);
   const timeout = duration('timeout', merged.timeout);

@@ -1,0 +1,551 @@
+/**
+ * The engine on real sockets: `ws` clients and hand-made raw TCP peers against a plain
+ * `node:http` server whose upgrades a `Heartbeat` tracks (no UpgradeRouter here). Peers that
+ * must not share the server's event loop live in child processes (fixtures/).
+ *
+ * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { WebSocket } from 'ws';
+import { Heartbeat, TICK_MS, type HeartbeatOptions } from '@ws-heartbeat/core';
+import { OPCODE, TestBed, closePayload, type TestClient } from '../../../test/helpers/clients';
+import { ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
+
+const INTERVAL = ms(200);
+const TIMEOUT = ms(100);
+const CLOSE_TIMEOUT = ms(300);
+/** Longer than any test here runs: for tests where only closeTimeout or backpressure may act. */
+const NEVER = ms(30_000);
+/** The engine's clock and performance.now() may round differently: 1 ms of granularity. */
+const EPSILON = 1;
+/** One tick of the wheel (5 ms) plus timer and loopback slop. */
+const SLOP = ms(60);
+const MiB = 1024 * 1024;
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+const REGISTER_TS = path.join(FIXTURES, 'register.js');
+
+let bed: TestBed;
+
+beforeEach(() => {
+  bed = new TestBed();
+});
+
+afterEach(async () => {
+  await killChildren();
+  await bed.closeAll();
+});
+
+/** Blocks the event loop for `duration` ms, as a long synchronous job or GC pause would. */
+function busyWait(duration: number): void {
+  const end = now() + duration;
+  while (now() < end) {
+    // spin
+  }
+}
+
+// ---- child processes -------------------------------------------------------------------
+
+interface ChildMessage {
+  type: string;
+}
+
+interface Child<M extends ChildMessage> {
+  process: ChildProcess;
+  /** Every IPC message, with the time it arrived. */
+  messages: Array<{ message: M; at: number }>;
+  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null;
+  /** The IPC channel closed: no message will arrive any more. */
+  disconnected: boolean;
+}
+
+const children = new Set<Child<ChildMessage>>();
+
+function forkChild<M extends ChildMessage>(file: string, args: string[], execArgv: string[] = []): Child<M> {
+  const child: Child<M> = {
+    process: fork(path.join(FIXTURES, file), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    messages: [],
+    exit: null,
+    disconnected: false,
+  };
+  child.process.on('message', (message) => child.messages.push({ message: message as M, at: now() }));
+  child.process.on('exit', (code, signal) => {
+    child.exit = { code, signal, at: now() };
+  });
+  child.process.on('disconnect', () => {
+    child.disconnected = true;
+  });
+  children.add(child as Child<ChildMessage>);
+  return child;
+}
+
+/** The first message of `type` that arrived at or after index `from`. */
+async function nextMessage<M extends ChildMessage, T extends M['type']>(
+  child: Child<M>,
+  type: T,
+  timeout: number,
+  from = 0,
+): Promise<{ message: Extract<M, { type: T }>; at: number }> {
+  const find = () => child.messages.slice(from).find((m) => m.message.type === type);
+  await waitFor(() => find() !== undefined || child.disconnected, timeout, `a '${type}' message from the child`);
+  const found = find();
+  if (found === undefined) throw new Error(`child disconnected (exit: ${JSON.stringify(child.exit)}) before sending '${type}'`);
+  return found as { message: Extract<M, { type: T }>; at: number };
+}
+
+/** Children never outlive their test. */
+async function killChildren(): Promise<void> {
+  for (const child of children) {
+    if (child.exit === null) child.process.kill('SIGKILL');
+  }
+  await waitFor(() => [...children].every((c) => c.exit !== null), ms(5000), 'children to exit');
+  children.clear();
+}
+
+interface StallReport {
+  type: 'report';
+  clients: Array<{ id: string; pings: number; open: boolean; closeCode: number | null }>;
+}
+type StallChildMessage = { type: 'ready' } | { type: 'error'; message: string } | StallReport;
+
+async function stallReport(child: Child<StallChildMessage>): Promise<StallReport> {
+  const from = child.messages.length;
+  child.process.send({ type: 'report' });
+  return (await nextMessage(child, 'report', ms(2000), from)).message;
+}
+
+// ---- tests -------------------------------------------------------------------------------
+
+describe('Heartbeat on real sockets', () => {
+  test('healthy idle peers survive 10 intervals and are pinged about once per interval', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const clients = await bed.clientsOf(srv.url(), 5);
+    await srv.waitForConnections(5);
+    const firstTracked = Math.min(...srv.connections.map((c) => c.trackedAt));
+
+    await sleep(10 * INTERVAL);
+
+    // A ping goes out an interval (± one tick) after the previous frame: at most one per interval.
+    const atMost = Math.floor((now() - firstTracked) / (INTERVAL - TICK_MS));
+    expect(srv.terminations).toEqual([]);
+    for (const client of clients) {
+      expect(client.ws.readyState).toBe(WebSocket.OPEN);
+      expect(client.closeInfo).toBeNull();
+      expect(client.pings).toBeGreaterThanOrEqual(8);
+      expect(client.pings).toBeLessThanOrEqual(atMost);
+    }
+    expect(srv.hb?.size).toBe(5);
+  });
+
+  test('a peer that answers nothing is terminated interval + timeout after its last frame, not before', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const client = await bed.client(srv.url('/?id=silent'), { autoPong: false });
+    await srv.waitForConnections(1);
+    const conn = srv.byId('silent');
+
+    await waitFor(
+      () => conn.closed !== null && client.closeInfo !== null,
+      INTERVAL + TIMEOUT + ms(1000),
+      'the silent peer to be closed',
+    );
+
+    // The silent peer's last frame is its handshake: t0 is the moment it was tracked.
+    const t0 = conn.trackedAt;
+    const bound = INTERVAL + TIMEOUT;
+    expect(srv.terminations).toHaveLength(1);
+    const [termination] = srv.terminations;
+    expect(termination?.conn).toBe(conn);
+    expect(termination?.reason).toBe('timeout');
+    expect(termination?.route).toBe('default');
+    const terminatedAfter = termination!.at - t0;
+    expect(terminatedAfter).toBeGreaterThanOrEqual(bound - EPSILON);
+    expect(terminatedAfter).toBeLessThanOrEqual(bound + SLOP);
+
+    expect(client.closeInfo?.code).toBe(1006);
+    const clientClosedAfter = client.closeInfo!.at - t0;
+    expect(clientClosedAfter).toBeGreaterThanOrEqual(bound - EPSILON);
+    expect(clientClosedAfter).toBeLessThanOrEqual(bound + SLOP);
+
+    // It was given its chance (one ping), then the server-side ws emitted 'close'.
+    expect(client.pings).toBe(1);
+    expect(conn.closed!.at).toBeGreaterThanOrEqual(termination!.at);
+  });
+
+  test('an idle peer is pinged an interval after its last frame, within one tick', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const hb = srv.hb!;
+    const client = await bed.client(srv.url('/?id=idle'));
+    await srv.waitForConnections(1);
+    const conn = srv.byId('idle');
+    // The last inbound frame: the handshake, then each pong (seen by a listener added after the engine's).
+    const lastFrames: number[] = [conn.trackedAt];
+    conn.ws.on('pong', () => lastFrames.push(now()));
+    const gaps: number[] = [];
+    hb.on('ping', (ws) => {
+      if (ws === conn.ws) gaps.push(now() - lastFrames[lastFrames.length - 1]!);
+    });
+
+    await sleep(5 * INTERVAL);
+
+    expect(gaps.length).toBeGreaterThanOrEqual(4);
+    // The ping goes out in the tick that ends at or after t0 + interval (DESIGN: ± one tick), so
+    // that the verdict falls due at exactly t0 + interval + timeout.
+    for (const gap of gaps) {
+      expect(gap).toBeGreaterThanOrEqual(INTERVAL - TICK_MS - EPSILON);
+      expect(gap).toBeLessThanOrEqual(INTERVAL + SLOP);
+    }
+  });
+
+  test('a peer that sends a message every interval/3 is never pinged; an idle peer on the same server is', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const chatty = await bed.client(srv.url('/?id=chatty'));
+    const idle = await bed.client(srv.url('/?id=idle'));
+    await srv.waitForConnections(2);
+
+    const chatter = setInterval(() => chatty.ws.send('tick'), Math.floor(INTERVAL / 3));
+    try {
+      await sleep(10 * INTERVAL);
+    } finally {
+      clearInterval(chatter);
+    }
+
+    expect(srv.byId('chatty').messages.length).toBeGreaterThanOrEqual(20);
+    expect(chatty.pings).toBe(0);
+    expect(idle.pings).toBeGreaterThanOrEqual(8);
+    expect(srv.terminations).toEqual([]);
+  });
+
+  test('a peer that sends a close frame and then nothing is destroyed at closeTimeout', async () => {
+    const srv = await bed.server({
+      heartbeat: { interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT },
+      ws: { closeTimeout: 30_000 },
+    });
+    const raw = await bed.raw(srv.port, '/?id=closer');
+    await srv.waitForConnections(1);
+    const conn = srv.byId('closer');
+    let sawEnd = false;
+    raw.socket.on('end', () => {
+      sawEnd = true;
+    });
+    let rawClosed = false;
+    raw.socket.on('close', () => {
+      rawClosed = true;
+    });
+    // It reads (and ignores) what arrives, never answers, and never sends FIN (allowHalfOpen).
+    raw.socket.on('data', () => {});
+    raw.socket.resume();
+
+    const sentAt = now();
+    raw.send(OPCODE.close, closePayload(1000));
+
+    await waitFor(() => conn.socketClosedAt !== null, CLOSE_TIMEOUT + ms(1000), 'the server to destroy the socket');
+
+    // ws answered our close frame and sent its FIN, then waited for ours: CLOSING.
+    expect(sawEnd).toBe(true);
+    expect(srv.terminations).toHaveLength(1);
+    const [termination] = srv.terminations;
+    expect(termination?.conn).toBe(conn);
+    expect(termination?.reason).toBe('close-timeout');
+    for (const at of [termination!.at, conn.socketClosedAt!]) {
+      expect(at - sentAt).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+      expect(at - sentAt).toBeLessThanOrEqual(CLOSE_TIMEOUT + ms(100));
+    }
+    expect(conn.closed).not.toBeNull();
+
+    // The server's end is gone: what we send now is answered with a reset, and the next write fails.
+    expect(rawClosed).toBe(false);
+    const probe = setInterval(() => raw.send(OPCODE.ping), ms(20));
+    try {
+      await waitFor(() => rawClosed, ms(1000), 'the raw socket to be reset');
+    } finally {
+      clearInterval(probe);
+    }
+  });
+
+  test('a peer that sends FIN while data is queued to it and never reads is destroyed at closeTimeout', async () => {
+    const srv = await bed.server({
+      heartbeat: { interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT },
+      ws: { closeTimeout: 30_000 },
+    });
+    const raw = await bed.raw(srv.port, '/?id=fin'); // paused: it never reads
+    await srv.waitForConnections(1);
+    const conn = srv.byId('fin');
+    await fillQueue(conn.ws);
+    expect(conn.ws.bufferedAmount).toBeGreaterThan(0);
+
+    const finAt = now();
+    raw.socket.end();
+
+    await waitFor(() => conn.socketClosedAt !== null, CLOSE_TIMEOUT + ms(1000), 'the server to destroy the socket');
+    expect(srv.terminations).toHaveLength(1);
+    const [termination] = srv.terminations;
+    expect(termination?.conn).toBe(conn);
+    expect(termination?.reason).toBe('close-timeout');
+    for (const at of [termination!.at, conn.socketClosedAt!]) {
+      expect(at - finAt).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+      expect(at - finAt).toBeLessThanOrEqual(CLOSE_TIMEOUT + ms(100));
+    }
+    expect(conn.closed).not.toBeNull();
+  });
+
+  test('control: without the engine, ws leaves that FIN-only peer with queued data stuck in CLOSING', async () => {
+    const srv = await bed.server({ heartbeat: false, ws: { closeTimeout: 30_000 } });
+    const raw = await bed.raw(srv.port, '/?id=fin');
+    await srv.waitForConnections(1);
+    const conn = srv.byId('fin');
+    await fillQueue(conn.ws);
+
+    raw.socket.end();
+    await waitFor(() => conn.ws.readyState === WebSocket.CLOSING, ms(1000), 'ws to see the FIN');
+    await sleep(2 * CLOSE_TIMEOUT);
+
+    expect(conn.ws.readyState).toBe(WebSocket.CLOSING);
+    expect(conn.ws.bufferedAmount).toBeGreaterThan(0);
+    expect(conn.socketClosedAt).toBeNull();
+    expect(conn.closed).toBeNull();
+  });
+
+  test('a 1 s server stall terminates none of 20 healthy peers in a child process; a silent peer still is', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const hb = srv.hb!;
+    const child = forkChild<StallChildMessage>('stall-clients.js', [srv.url('/'), '20', '1']);
+    await nextMessage(child, 'ready', ms(10_000));
+    await srv.waitForConnections(21);
+    await sleep(2 * INTERVAL);
+
+    const stall = ms(1000);
+    // Right after pings went out (their pongs arrive during the stall) ...
+    const stallAfterNextPing = () =>
+      new Promise<void>((resolve) => {
+        hb.once('ping', () =>
+          setImmediate(() => {
+            busyWait(stall);
+            resolve();
+          }),
+        );
+      });
+    await stallAfterNextPing();
+    // ... at an arbitrary moment ...
+    await sleep(Math.floor(INTERVAL * 0.65));
+    busyWait(stall);
+    // ... and right after pings again.
+    await stallAfterNextPing();
+
+    // The silent peer is judged as usual, once the loop runs again.
+    await waitFor(() => srv.terminations.length > 0, INTERVAL + TIMEOUT + ms(1000), 'the silent peer to be terminated');
+    await sleep(ms(50));
+    const before = await stallReport(child);
+    await sleep(3 * INTERVAL);
+    const after = await stallReport(child);
+
+    expect(srv.terminations.map((t) => [t.conn?.id, t.reason])).toEqual([['s0', 'timeout']]);
+    const healthy = after.clients.filter((c) => c.id.startsWith('h'));
+    expect(healthy).toHaveLength(20);
+    for (const client of healthy) {
+      const earlier = before.clients.find((c) => c.id === client.id)!;
+      expect(client).toMatchObject({ open: true, closeCode: null });
+      expect(client.pings).toBeGreaterThan(earlier.pings);
+    }
+    expect(hb.size).toBe(20);
+
+    child.process.send({ type: 'close' });
+    await waitFor(() => child.exit !== null, ms(5000), 'the client process to exit');
+  });
+
+  test('two routes ping at their own intervals', async () => {
+    const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
+    const fastInterval = ms(100);
+    const slowInterval = ms(400);
+    const srv = await bed.server({
+      heartbeat: hb,
+      routes: { fast: { interval: fastInterval, timeout: ms(100) }, slow: { interval: slowInterval, timeout: ms(100) } },
+    });
+    const fast = await bed.client(srv.url('/fast'));
+    const slow = await bed.client(srv.url('/slow'));
+    await srv.waitForConnections(2);
+    expect(srv.connections.map((c) => c.route)).toEqual(['fast', 'slow']);
+
+    const window = ms(2200);
+    await sleep(window);
+
+    const fastExpected = window / fastInterval;
+    const slowExpected = window / slowInterval;
+    expect(fast.pings).toBeGreaterThanOrEqual(0.7 * fastExpected);
+    expect(fast.pings).toBeLessThanOrEqual(1.3 * fastExpected);
+    expect(slow.pings).toBeGreaterThanOrEqual(0.7 * slowExpected);
+    expect(slow.pings).toBeLessThanOrEqual(1.3 * slowExpected);
+    expect(srv.terminations).toEqual([]);
+  });
+
+  test('after close(), a process holding the engine and 50 connections exits by itself within closeTimeout + 1 s', async () => {
+    const config: ShutdownChildConfig = {
+      healthy: 43,
+      silent: 5,
+      ignoring: 2,
+      interval: NEVER,
+      timeout: NEVER,
+      closeTimeout: CLOSE_TIMEOUT,
+    };
+    const child = forkChild<ShutdownChildMessage>('shutdown-child.ts', [JSON.stringify(config)], [
+      '--require',
+      REGISTER_TS,
+    ]);
+    const closing = await nextMessage(child, 'closing', ms(20_000));
+    const limit = CLOSE_TIMEOUT + ms(1000);
+
+    await waitFor(() => child.exit !== null, limit + ms(2000), 'the child to exit by itself');
+
+    expect(child.exit?.code).toBe(0);
+    expect(child.exit!.at - closing.at).toBeLessThanOrEqual(limit);
+    const closed = (await nextMessage(child, 'closed', ms(1000))).message;
+    expect(closed.size).toBe(0);
+    expect(closed.closeEvent).toBe(true);
+    // The two peers that ignore our close frame are destroyed once closeTimeout has passed.
+    expect(closed.terminations).toEqual({ shutdown: 2 });
+    expect(closed.closeMs).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+  });
+
+  test('appHeartbeat: {"type":"ping"} is answered by the engine and hidden from the application', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, appHeartbeat: true } });
+    const client = await bed.client(srv.url('/?id=app'));
+    await srv.waitForConnections(1);
+    const conn = srv.byId('app');
+
+    client.ws.send('{"type":"ping"}');
+    await waitFor(() => client.messages.length >= 1, ms(1000), 'the pong');
+    expect(client.messages[0]?.isBinary).toBe(false);
+    expect(client.messages[0]?.data.toString()).toBe(`{"type":"pong","interval":${INTERVAL},"timeout":${TIMEOUT}}`);
+
+    // Everything else reaches the application: other text, the same bytes as binary, near misses.
+    client.ws.send('hello');
+    client.ws.send(Buffer.from('{"type":"ping"}'), { binary: true });
+    client.ws.send('{"type":"ping"} ');
+    client.ws.send('{"type":"ping"}');
+    client.ws.send('bye');
+    await waitFor(() => conn.messages.length >= 4, ms(1000), 'the application messages');
+    await waitFor(() => client.messages.length >= 6, ms(1000), 'the echoes and the second pong');
+
+    expect(conn.messages.map((m) => [m.data.toString(), m.isBinary])).toEqual([
+      ['hello', false],
+      ['{"type":"ping"}', true],
+      ['{"type":"ping"} ', false],
+      ['bye', false],
+    ]);
+    const pong = `{"type":"pong","interval":${INTERVAL},"timeout":${TIMEOUT}}`;
+    expect(client.messages.map((m) => m.data.toString()).sort()).toEqual(
+      [pong, 'hello', '{"type":"ping"}', '{"type":"ping"} ', pong, 'bye'].sort(),
+    );
+  });
+
+  /**
+   * Opens a `keeper` (autoPong off) that calls `beat` every interval/2 and a silent control beside
+   * it, waits 5 intervals, and checks that only the control was terminated.
+   */
+  async function keeperBesideSilentControl(heartbeat: HeartbeatOptions, beat: (keeper: TestClient) => void): Promise<TestClient> {
+    const srv = await bed.server({ heartbeat });
+    const keeper = await bed.client(srv.url('/?id=keeper'), { autoPong: false });
+    const silent = await bed.client(srv.url('/?id=silent'), { autoPong: false });
+    await srv.waitForConnections(2);
+    const timer = setInterval(() => beat(keeper), Math.floor(INTERVAL / 2));
+    try {
+      await sleep(5 * INTERVAL);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(srv.terminations.map((t) => [t.conn?.id, t.reason])).toEqual([['silent', 'timeout']]);
+    expect(silent.closeInfo?.code).toBe(1006);
+    expect(keeper.closeInfo).toBeNull();
+    expect(keeper.ws.readyState).toBe(WebSocket.OPEN);
+    expect(srv.byId('keeper').messages).toEqual([]);
+    return keeper;
+  }
+
+  test('appHeartbeat: a peer that only sends app heartbeats (autoPong: false) is never terminated', async () => {
+    const keeper = await keeperBesideSilentControl({ interval: INTERVAL, timeout: TIMEOUT, appHeartbeat: true }, (k) =>
+      k.ws.send('{"type":"ping"}'),
+    );
+    expect(keeper.messages.length).toBeGreaterThanOrEqual(8); // every heartbeat was answered
+  });
+
+  test('unsolicited pongs count as liveness', async () => {
+    const keeper = await keeperBesideSilentControl({ interval: INTERVAL, timeout: TIMEOUT }, (k) => k.ws.pong());
+    expect(keeper.pings).toBe(0); // never even idle long enough to be pinged
+  });
+
+  test('no leak: closed connections are forgotten, and close() emits close', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const hb = srv.hb!;
+    let closeEvents = 0;
+    hb.on('close', () => {
+      closeEvents += 1;
+    });
+    const clients = await bed.clientsOf(srv.url(), 5);
+    await srv.waitForConnections(5);
+    expect(hb.size).toBe(5);
+
+    clients[0]!.ws.terminate();
+    for (const client of clients.slice(1)) client.ws.close(1000);
+    await Promise.all(clients.map((c) => c.closed));
+    await waitFor(() => hb.size === 0, ms(1000), 'hb.size to drop to 0');
+    expect(srv.connections.every((c) => c.closed !== null)).toBe(true);
+
+    await hb.close();
+    expect(hb.closing).toBe(true);
+    expect(closeEvents).toBe(1);
+    expect(srv.terminations).toEqual([]);
+  });
+
+  test('maxBufferedAmount: a peer that stops reading is terminated once more than that is queued to it, not before', async () => {
+    const limit = 4 * MiB;
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, maxBufferedAmount: limit } });
+    const raw = await bed.raw(srv.port, '/?id=reader'); // paused: it never reads
+    await srv.waitForConnections(1);
+    const conn = srv.byId('reader');
+
+    // Unsolicited pongs keep it alive, so that backpressure is the only rule that can end it.
+    const keepAlive = setInterval(() => raw.send(OPCODE.pong), Math.floor(INTERVAL / 2));
+    const chunk = Buffer.alloc(MiB);
+    let crossedAt: number;
+    try {
+      // Fill the kernel's socket buffers: from then on, what we send stays queued in user space.
+      for (let sent = 0; conn.ws.bufferedAmount === 0 && sent < 64 * MiB; sent += MiB) {
+        conn.ws.send(chunk);
+        await sleep(ms(20));
+      }
+      while (conn.ws.bufferedAmount < 2.5 * MiB) conn.ws.send(chunk);
+      expect(conn.ws.bufferedAmount).toBeLessThanOrEqual(limit);
+
+      // Below the limit for several intervals: left alone.
+      await sleep(3 * INTERVAL);
+      expect(srv.terminations).toEqual([]);
+      expect(conn.ws.bufferedAmount).toBeGreaterThan(0);
+
+      while (conn.ws.bufferedAmount <= limit) conn.ws.send(chunk);
+      crossedAt = now();
+      await waitFor(() => srv.terminations.length > 0, INTERVAL + TIMEOUT + ms(1000), 'the termination');
+    } finally {
+      clearInterval(keepAlive);
+    }
+
+    expect(srv.terminations.map((t) => [t.conn?.id, t.reason])).toEqual([['reader', 'backpressure']]);
+    // No slower than a dead peer is detected.
+    expect(srv.terminations[0]!.at - crossedAt).toBeLessThanOrEqual(INTERVAL + TIMEOUT + SLOP);
+    await waitFor(() => conn.socketClosedAt !== null, ms(1000), 'the socket to be destroyed');
+  });
+});
+
+/**
+ * Sends 1 MiB messages to a peer that does not read until at least 8 MiB were sent and more
+ * than 1 MiB sits in user space (the kernel's socket buffers hold the rest).
+ */
+async function fillQueue(ws: WebSocket): Promise<void> {
+  const chunk = Buffer.alloc(MiB);
+  let sent = 0;
+  while ((sent < 8 * MiB || ws.bufferedAmount < MiB) && sent < 64 * MiB) {
+    ws.send(chunk);
+    sent += chunk.length;
+    await sleep(1);
+  }
+}
