@@ -6,10 +6,12 @@
  * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { Heartbeat, TICK_MS, type HeartbeatOptions } from '@ws-heartbeat/core';
-import { OPCODE, TestBed, closePayload, type TestClient } from '../../../test/helpers/clients';
+import { OPCODE, TestBed, closePayload, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
 import { ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
 
@@ -477,6 +479,98 @@ describe('Heartbeat on real sockets', () => {
   test('unsolicited pongs count as liveness', async () => {
     const keeper = await keeperBesideSilentControl({ interval: INTERVAL, timeout: TIMEOUT }, (k) => k.ws.pong());
     expect(keeper.pings).toBe(0); // never even idle long enough to be pinged
+  });
+
+  test('pong events carry the round-trip time, which rtt(ws) and stats() report per route', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const hb = srv.hb!;
+    const client = await bed.client(srv.url('/?id=slow'), { autoPong: false });
+    const delay = ms(30);
+    client.ws.on('ping', (data) => setTimeout(() => client.ws.pong(data), delay));
+    await srv.waitForConnections(1);
+    const conn = srv.byId('slow');
+    const rtts: number[] = [];
+    hb.on('pong', (ws, rtt, route) => {
+      if (ws === conn.ws) rtts.push(rtt);
+      expect(route).toBe('default');
+    });
+
+    await waitFor(() => rtts.length >= 3, 5 * INTERVAL, 'three pongs');
+
+    for (const rtt of rtts) {
+      expect(rtt).toBeGreaterThanOrEqual(delay - EPSILON);
+      expect(rtt).toBeLessThanOrEqual(delay + SLOP);
+    }
+    expect(hb.rtt(conn.ws)).toBe(rtts[rtts.length - 1]);
+    const route = hb.stats().routes.default!;
+    expect(route.pongsReceived).toBe(rtts.length);
+    expect(route.rtt.count).toBe(rtts.length);
+    expect(route.rtt.max).toBe(Math.max(...rtts));
+    expect(route.rtt.p50).toBeGreaterThanOrEqual(delay - EPSILON);
+    expect(srv.terminations).toEqual([]);
+  });
+
+  test('idleOnly: false pings every interval while messages flow, and only a pong answers', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, idleOnly: false } });
+    const busy = await bed.client(srv.url('/?id=busy'));
+    const mute = await bed.client(srv.url('/?id=mute'), { autoPong: false });
+    await srv.waitForConnections(2);
+
+    const chatter = setInterval(() => {
+      for (const client of [busy, mute]) if (client.ws.readyState === WebSocket.OPEN) client.ws.send('tick');
+    }, Math.floor(INTERVAL / 3));
+    try {
+      await sleep(5 * INTERVAL);
+    } finally {
+      clearInterval(chatter);
+    }
+
+    expect(busy.pings).toBeGreaterThanOrEqual(4);
+    expect(busy.closeInfo).toBeNull();
+    // Its messages did not count: it was terminated on the usual bound after it was tracked.
+    expect(srv.terminations.map((t) => [t.conn?.id, t.reason])).toEqual([['mute', 'timeout']]);
+    const terminatedAfter = srv.terminations[0]!.at - srv.byId('mute').trackedAt;
+    expect(terminatedAfter).toBeGreaterThanOrEqual(INTERVAL + TIMEOUT - EPSILON);
+    expect(terminatedAfter).toBeLessThanOrEqual(INTERVAL + TIMEOUT + SLOP);
+  });
+
+  test('an invalid frame from a peer closes only that connection, with no error listener of the application', async () => {
+    const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
+    const wss = new WebSocketServer({ noServer: true });
+    const server = http.createServer();
+    const closes: number[] = [];
+    server.on('upgrade', (req, socket, head) =>
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        hb.track(ws, { socket }); // the application adds no 'error' listener of its own
+        ws.on('close', (code) => closes.push(code));
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const bystander = await bed.client(`ws://127.0.0.1:${port}/`);
+      const raw = await rawUpgrade(port, '/');
+      await waitFor(() => hb.size === 2, ms(1000), 'both connections tracked');
+      raw.socket.on('end', () => raw.socket.end()); // answers ws's FIN like an ordinary TCP peer
+      const received: Buffer[] = [];
+      raw.socket.on('data', (chunk: Buffer) => received.push(chunk));
+      raw.socket.resume();
+      // A text frame with RSV1 set and no extension negotiated: ws answers 1002 and emits 'error'.
+      raw.socket.write(Buffer.from([0xc1, 0x80, 1, 2, 3, 4]));
+
+      await waitFor(() => closes.length === 1, ms(1000), 'the bad peer to be closed');
+      const frame = Buffer.concat(received);
+      expect(frame[0]).toBe(0x88); // a close frame ...
+      expect(frame.readUInt16BE(2)).toBe(1002); // ... with "protocol error"
+      expect(closes).toEqual([1006]); // the peer never sent one back
+      expect(hb.size).toBe(1);
+      bystander.ws.send('still here');
+      expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
+      raw.socket.destroy();
+    } finally {
+      await hb.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   test('no leak: closed connections are forgotten, and close() emits close', async () => {
