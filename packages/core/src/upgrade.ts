@@ -130,7 +130,8 @@ const INTERNAL_ERROR = 1011;
 /** A route as the router keeps it. */
 interface Route {
   readonly name: string;
-  readonly matcher: PathMatcher;
+  /** How the router matches paths to this route; `undefined` for a route reached through `accept()`. */
+  readonly matcher: PathMatcher | undefined;
   readonly handler: ConnectionHandler;
   readonly authenticate: Authenticate | undefined;
   readonly originAllowed: ((origin: string | undefined) => boolean) | undefined;
@@ -246,8 +247,10 @@ export class UpgradeRouter {
   readonly #authTimeout: number;
   readonly #onError: NonNullable<UpgradeRouterOptions['onError']>;
 
-  /** Most specific first. */
+  /** Routes the router matches itself, most specific first. */
   readonly #routes: Route[] = [];
+  /** Every route by name, including those reached through `accept()`. */
+  readonly #routesByName = new Map<string, Route>();
   readonly #detachers = new Map<UpgradeServer, () => void>();
   readonly #pending = new Map<Duplex, PendingAuth>();
   /** Leases waiting for a socket or a `ws` to close. */
@@ -305,8 +308,46 @@ export class UpgradeRouter {
   route(pattern: string, options: RouteOptions): this {
     if (this.#closing) throw new Error('UpgradeRouter is closed: no route can be added');
     const matcher = compilePath(pattern);
-    const same = this.#routes.find((route) => route.matcher.key === matcher.key);
+    const same = this.#routes.find((route) => route.matcher!.key === matcher.key);
     if (same) throw new TypeError(`Duplicate route ${JSON.stringify(pattern)}: ${JSON.stringify(same.name)} matches the same paths`);
+    const route = this.#define(pattern, matcher, options);
+    const at = this.#routes.findIndex((other) => other.matcher!.rank > matcher.rank);
+    this.#routes.splice(at === -1 ? this.#routes.length : at, 0, route);
+    return this;
+  }
+
+  /**
+   * Adds a route that the router does not match by path: for adapters whose framework owns
+   * routing (Fastify's router, Express's paths). Requests reach it through {@link accept}.
+   * `name` is free-form (the framework's route path, say) and names the heartbeat route too.
+   * Throws a `TypeError` for a name in use or an invalid option.
+   */
+  define(name: string, options: RouteOptions): this {
+    if (this.#closing) throw new Error('UpgradeRouter is closed: no route can be added');
+    if (typeof name !== 'string' || name === '') fail('name', 'a non-empty string', name);
+    this.#define(name, undefined, options);
+    return this;
+  }
+
+  /**
+   * Admits an upgrade request that the caller matched to the route `name` (see {@link define}):
+   * runs the route's checks (origin, connection limits, `authenticate`), then upgrades it and
+   * calls the handler with `params`; or refuses it with a plain HTTP answer, never after a 101.
+   * After `close()`, answers 503. Throws a `TypeError` for an unknown route name.
+   */
+  accept(name: string, req: IncomingMessage, socket: Duplex, head: Buffer, params: PathParams = {}): void {
+    const route = this.#routesByName.get(name);
+    if (route === undefined) throw new TypeError(`Unknown route ${JSON.stringify(name)}: define it with router.define()`);
+    socket.on('error', socketOnError);
+    if (this.#closing) {
+      abortHandshake(socket, 503);
+      return;
+    }
+    this.#admit(route, params, req, socket, head);
+  }
+
+  #define(name: string, matcher: PathMatcher | undefined, options: RouteOptions): Route {
+    if (this.#routesByName.has(name)) throw new TypeError(`Duplicate route ${JSON.stringify(name)}`);
     if (typeof options !== 'object' || options === null) fail('options', 'an object', options);
     checkKeys(options, ROUTE_KEYS, 'route');
     if (typeof options.handler !== 'function') fail('handler', 'a function', options.handler);
@@ -320,8 +361,8 @@ export class UpgradeRouter {
     const maxConnections = limit('maxConnections', options.maxConnections);
     const wsOptions = checkWsOptions(options.ws);
 
-    this.heartbeat.route(pattern, options.heartbeat);
-    const { closeTimeout } = this.heartbeat.settings(pattern);
+    this.heartbeat.route(name, options.heartbeat);
+    const { closeTimeout } = this.heartbeat.settings(name);
     // ws 8.23 takes `closeTimeout`; @types/ws does not declare it yet.
     const serverOptions: ServerOptions & { closeTimeout?: number } = {
       noServer: true,
@@ -330,7 +371,7 @@ export class UpgradeRouter {
       closeTimeout,
     };
     const route: Route = {
-      name: pattern,
+      name,
       matcher,
       handler: options.handler,
       authenticate: options.authenticate,
@@ -339,9 +380,8 @@ export class UpgradeRouter {
       wss: new WebSocketServer(serverOptions),
       connections: 0,
     };
-    const at = this.#routes.findIndex((other) => other.matcher.rank > matcher.rank);
-    this.#routes.splice(at === -1 ? this.#routes.length : at, 0, route);
-    return this;
+    this.#routesByName.set(name, route);
+    return route;
   }
 
   /**
@@ -399,7 +439,7 @@ export class UpgradeRouter {
 
   async #shutdown(): Promise<void> {
     await this.heartbeat.close();
-    await Promise.all(this.#routes.map((route) => closeServer(route.wss)));
+    await Promise.all([...this.#routesByName.values()].map((route) => closeServer(route.wss)));
   }
 
   /** The checks before `authenticate`; false only when no route matches (socket untouched). */
@@ -414,7 +454,7 @@ export class UpgradeRouter {
     let params: PathParams | null = null;
     if (segments !== null) {
       for (const candidate of this.#routes) {
-        params = candidate.matcher.matchSegments(segments);
+        params = candidate.matcher!.matchSegments(segments);
         if (params !== null) {
           route = candidate;
           break;
@@ -423,7 +463,12 @@ export class UpgradeRouter {
     }
     if (route === undefined || params === null) return false;
     socket.on('error', socketOnError);
+    this.#admit(route, params, req, socket, head);
+    return true;
+  }
 
+  /** The checks after a route matched: origin, limits, `authenticate`; then the upgrade. */
+  #admit(route: Route, params: PathParams, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (route.originAllowed !== undefined) {
       let allowed: boolean;
       try {
@@ -431,23 +476,23 @@ export class UpgradeRouter {
       } catch (error) {
         this.#report(error, route, 'origins');
         abortHandshake(socket, 500);
-        return true;
+        return;
       }
       if (!allowed) {
         abortHandshake(socket, 403);
-        return true;
+        return;
       }
     }
 
     const lease = this.#reserve(route, req);
     if (typeof lease === 'number') {
       abortHandshake(socket, lease);
-      return true;
+      return;
     }
 
     if (route.authenticate === undefined) {
       this.#upgrade(route, params, req, socket, head, lease);
-      return true;
+      return;
     }
     let verdict: ReturnType<Authenticate>;
     try {
@@ -455,13 +500,13 @@ export class UpgradeRouter {
     } catch (error) {
       this.#report(error, route, 'authenticate');
       this.#refuseLeased(socket, lease, 500);
-      return true;
+      return;
     }
     if (!isPromiseLike(verdict)) {
       const status = this.#refusalStatus(route, verdict);
       if (status !== 0) this.#refuseLeased(socket, lease, status);
       else this.#upgrade(route, params, req, socket, head, lease);
-      return true;
+      return;
     }
 
     const authTimeoutTimer = setTimeout(this.#authTimeoutExpired, this.#authTimeout, socket);
@@ -476,7 +521,6 @@ export class UpgradeRouter {
         this.#refusePending(socket, 500);
       },
     );
-    return true;
   }
 
   /** An asynchronous `authenticate` answered in time. */

@@ -590,3 +590,68 @@ describe('UpgradeRouter: options', () => {
     expect(() => new UpgradeRouter({ authtimeout: 5 } as unknown as UpgradeRouterOptions)).toThrow(/Unknown UpgradeRouter option "authtimeout"/);
   });
 });
+
+describe('UpgradeRouter: routes matched by the caller (define / accept)', () => {
+  /** A server whose own 'upgrade' listener matches `/game/<id>` itself and hands it to the router. */
+  async function adapterLike(options: RouteOptions): Promise<Harness> {
+    const harness = await start({}, false);
+    harness.router.define('game route', options);
+    harness.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const match = /^\/game\/([^/?]+)/.exec(req.url ?? '');
+      if (match) harness.router.accept('game route', req, socket, head, { id: match[1]! });
+      else abortHandshake(socket, 404);
+    });
+    return harness;
+  }
+
+  it('upgrades with the params the caller matched, tracked on the named heartbeat route', async () => {
+    const seen: string[] = [];
+    const { server, router } = await adapterLike({
+      handler: (ws, _req, params) => {
+        seen.push(params.id!);
+        ws.send('hi');
+      },
+      heartbeat: { interval: 1_234 },
+    });
+    expect(await firstMessage(server, '/game/42')).toBe('hi');
+    expect(seen).toEqual(['42']);
+    expect(router.heartbeat.size).toBe(1);
+    expect(router.heartbeat.settings('game route').interval).toBe(1_234);
+    expect(router.heartbeat.stats().routes['game route']!.connections).toBe(1);
+  });
+
+  it('applies the route checks through accept(): origin 403, authenticate 401, and 503 after close()', async () => {
+    const { server, router } = await adapterLike({
+      handler: echo,
+      origins: ['https://good.example'],
+      authenticate: (req) => req.headers.authorization === 'Bearer yes',
+    });
+    await expectRefused(server, '/game/1', 403, { origin: 'https://evil.example', headers: { authorization: 'Bearer yes' } });
+    await expectRefused(server, '/game/1', 401, { origin: 'https://good.example' });
+    await connect(server, '/game/1', { headers: { authorization: 'Bearer yes' } });
+    void router.close();
+    await expectRefused(server, '/game/1', 503, { headers: { authorization: 'Bearer yes' } });
+  });
+
+  it('refuses an unknown or duplicate route name with a TypeError', async () => {
+    const { router } = await start({}, false);
+    router.define('a', { handler: echo });
+    router.route('/b', { handler: echo });
+    expect(() => router.define('a', { handler: echo })).toThrow(/Duplicate route "a"/);
+    expect(() => router.define('/b', { handler: echo })).toThrow(/Duplicate route "\/b"/);
+    expect(() => router.define('', { handler: echo })).toThrow(TypeError);
+    const { server } = await listen();
+    const refused = new Promise<unknown>((resolve) =>
+      server.once('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        try {
+          router.accept('nowhere', req, socket, head);
+        } catch (error) {
+          socket.destroy();
+          resolve(error);
+        }
+      }),
+    );
+    void requestUpgrade(server, '/x').catch(() => undefined);
+    expect(await refused).toBeInstanceOf(TypeError);
+  });
+});
