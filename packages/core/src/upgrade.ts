@@ -21,7 +21,7 @@ export type Authenticate = (req: IncomingMessage) => boolean | number | Promise<
  * route's `:name` segments, percent-decoded. A handler that throws (or returns a promise that
  * rejects) gets its connection closed with 1011; the process carries on.
  */
-export type ConnectionHandler = (ws: WebSocket, req: IncomingMessage, params: PathParams) => void | Promise<void>;
+export type ConnectionHandler = (ws: WebSocket, req: IncomingMessage, params: PathParams) => void | Promise<unknown>;
 
 /** Which `Origin` header values a route accepts. */
 export type OriginPolicy = readonly string[] | ((origin: string | undefined) => boolean);

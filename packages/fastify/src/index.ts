@@ -1,5 +1,310 @@
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type {
+  ContextConfigDefault,
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyPluginCallback,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchema,
+  FastifyTypeProvider,
+  FastifyTypeProviderDefault,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+  RawServerDefault,
+  RequestGenericInterface,
+  RouteGenericInterface,
+  RouteOptions,
+} from 'fastify';
+import fp from 'fastify-plugin';
+import FindMyWay from 'find-my-way';
+import type { WebSocket } from 'ws';
+import {
+  UpgradeRouter,
+  type Heartbeat,
+  type HeartbeatOptions,
+  type OriginPolicy,
+  type PathParams,
+  type RouteWsOptions,
+} from '@ws-heartbeat/core';
+
 /**
- * @ws-heartbeat/fastify: not built yet. The Fastify plugin lands with its own issue;
- * until then this package only re-exports the core engine so that the workspace builds.
+ * Receives each accepted WebSocket of a route, with the Fastify request its hooks saw
+ * (`params`, `query`, `headers`, `log`, and whatever earlier hooks decorated). `this` is the
+ * Fastify instance the route was declared in.
  */
-export { Heartbeat } from '@ws-heartbeat/core';
+export type WebSocketHandler<
+  RawServer extends RawServerBase = RawServerDefault,
+  RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+  RequestGeneric extends RequestGenericInterface = RequestGenericInterface,
+  ContextConfig = ContextConfigDefault,
+  SchemaCompiler extends FastifySchema = FastifySchema,
+  TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+  Logger extends FastifyBaseLogger = FastifyBaseLogger,
+> = (
+  this: FastifyInstance,
+  socket: WebSocket,
+  request: FastifyRequest<RequestGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>,
+) => void | Promise<unknown>;
+
+/** Route options of a WebSocket route, beside Fastify's own. */
+export interface WebSocketRouteOptions {
+  /** Marks a GET route as a WebSocket route: its handler receives `(socket, request)`. */
+  websocket?: boolean;
+  /**
+   * Heartbeat options of this route, over the plugin's `heartbeat` option.
+   * @default the plugin's heartbeat options
+   */
+  heartbeat?: HeartbeatOptions;
+  /**
+   * `ws` server options of this route (`maxPayload`, `perMessageDeflate`, ...), over the plugin's `ws` option.
+   * @default the plugin's ws options
+   */
+  ws?: RouteWsOptions;
+  /**
+   * Accepted `Origin` values (a list, or a function of the header); others get 403. A request
+   * without `Origin` (a non-browser client) passes a list.
+   * @default every origin is accepted
+   */
+  origins?: OriginPolicy;
+  /**
+   * Most connections on this route; beyond it upgrades get 503.
+   * @default Infinity
+   */
+  maxConnections?: number;
+}
+
+/** Options of the plugin. */
+export interface WsHeartbeatOptions {
+  /**
+   * Heartbeat options for every WebSocket route (`interval`, `timeout`, `closeTimeout`, ...).
+   * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s
+   */
+  heartbeat?: HeartbeatOptions;
+  /**
+   * `ws` server options for every WebSocket route; a route's `ws` option overrides them.
+   * @default `ws`'s defaults
+   */
+  ws?: RouteWsOptions;
+  /**
+   * Most WebSocket connections over all routes; beyond it upgrades get 503.
+   * @default Infinity
+   */
+  maxConnections?: number;
+  /**
+   * Most WebSocket connections from one remote address; beyond it upgrades get 429.
+   * @default Infinity
+   */
+  maxConnectionsPerClient?: number;
+  /**
+   * A path at which a GET answers `app.heartbeat.stats()` as JSON, or `false` for none.
+   * @default false
+   */
+  statsRoute?: string | false;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The heartbeat engine of every WebSocket route: `stats()` and its events. */
+    heartbeat: Heartbeat;
+  }
+
+  interface RouteShorthandOptions<RawServer extends RawServerBase = RawServerDefault> extends WebSocketRouteOptions {}
+
+  interface RouteShorthandMethod<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+    Logger extends FastifyBaseLogger = FastifyBaseLogger,
+  > {
+    <
+      RequestGeneric extends RequestGenericInterface = RequestGenericInterface,
+      ContextConfig = ContextConfigDefault,
+      SchemaCompiler extends FastifySchema = FastifySchema,
+      InnerLogger extends Logger = Logger,
+    >(
+      path: string,
+      opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RequestGeneric, ContextConfig, SchemaCompiler, TypeProvider, InnerLogger> & {
+        websocket: true;
+      },
+      handler: WebSocketHandler<RawServer, RawRequest, RequestGeneric, ContextConfig, SchemaCompiler, TypeProvider, InnerLogger>,
+    ): FastifyInstance<RawServer, RawRequest, RawReply, InnerLogger, TypeProvider>;
+  }
+
+  interface RouteOptions<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+    ContextConfig = ContextConfigDefault,
+    SchemaCompiler extends FastifySchema = FastifySchema,
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+    Logger extends FastifyBaseLogger = FastifyBaseLogger,
+  > extends WebSocketRouteOptions {
+    /**
+     * The WebSocket handler of a route declared with `app.route()`; `handler` then serves plain
+     * HTTP GETs of the same URL (without it, they get 426).
+     */
+    wsHandler?: WebSocketHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>;
+  }
+}
+
+/** What the `'upgrade'` listener leaves on the raw request for the route handler. */
+interface PendingUpgrade {
+  readonly socket: Duplex;
+  readonly head: Buffer;
+  /** Set by the route handler, for the WebSocket handler. */
+  request?: FastifyRequest;
+  instance?: FastifyInstance;
+}
+
+const kUpgrade = Symbol('ws-heartbeat.upgrade');
+type UpgradeRequest = IncomingMessage & { [kUpgrade]?: PendingUpgrade };
+
+const PLUGIN_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'statsRoute']);
+
+function pendingUpgrade(request: FastifyRequest): PendingUpgrade | undefined {
+  return (request.raw as UpgradeRequest)[kUpgrade];
+}
+
+/** An HTTP answer written through Fastify to an upgrade socket ends that socket once written. */
+function responseOnFinish(this: ServerResponse): void {
+  const socket = this.socket;
+  if (socket === null) return;
+  socket.once('finish', socket.destroy);
+  socket.end();
+}
+
+function socketOnError(this: Duplex): void {
+  this.destroy();
+}
+
+/** A plain HTTP GET on a WebSocket route: the client must upgrade. */
+function upgradeRequired(_request: FastifyRequest, reply: FastifyReply): void {
+  void reply.code(426).header('Upgrade', 'websocket').header('Connection', 'Upgrade').send('Upgrade Required');
+}
+
+const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, done) => {
+  for (const key of Object.keys(options)) {
+    if (!PLUGIN_KEYS.has(key)) {
+      done(new TypeError(`Unknown @ws-heartbeat/fastify option "${key}"`));
+      return;
+    }
+  }
+  const { heartbeat, ws: wsDefaults = {}, maxConnections, maxConnectionsPerClient, statsRoute = false } = options;
+  const router = new UpgradeRouter({
+    heartbeat,
+    maxConnections,
+    maxConnectionsPerClient,
+    onError: (error, { route, phase }) => fastify.log.error({ err: error, route, phase }, `ws-heartbeat: ${phase} failed on ${route}`),
+  });
+  fastify.decorate('heartbeat', router.heartbeat);
+
+  // The WebSocket routes again, in a router of Fastify's own kind and settings: it tells, before
+  // any hook runs, whether an upgrade is ours or belongs to another 'upgrade' listener.
+  const { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes, maxParamLength, allowUnsafeRegex, useSemicolonDelimiter } =
+    fastify.initialConfig;
+  // find-my-way reads `useSemicolonDelimiter` (Fastify passes it too); its types do not declare it.
+  const routerConfig: FindMyWay.Config<FindMyWay.HTTPVersion.V1> & { useSemicolonDelimiter?: boolean } = {
+    caseSensitive,
+    ignoreTrailingSlash,
+    ignoreDuplicateSlashes,
+    maxParamLength,
+    allowUnsafeRegex,
+    useSemicolonDelimiter,
+  };
+  const webSocketPaths = FindMyWay(routerConfig);
+
+  fastify.addHook('onRoute', (route) => {
+    const wsHandler = route.wsHandler ?? (route.websocket === true ? (route.handler as unknown as WebSocketHandler) : undefined);
+    if (wsHandler === undefined) return;
+    if (route.method === 'HEAD') {
+      route.handler = upgradeRequired; // Fastify's automatic HEAD twin of a WebSocket route
+      return;
+    }
+    if (route.method !== 'GET') throw new TypeError(`A WebSocket route must use GET: ${String(route.method)} ${route.url}`);
+    if (typeof wsHandler !== 'function') throw new TypeError(`The WebSocket handler of ${route.url} must be a function`);
+    const httpHandler = route.wsHandler !== undefined && route.handler !== undefined ? route.handler : upgradeRequired;
+    const name = route.url;
+    router.define(name, {
+      handler(socket, req) {
+        const pending = (req as UpgradeRequest)[kUpgrade]!;
+        return wsHandler.call(pending.instance!, socket, pending.request!);
+      },
+      heartbeat: route.heartbeat,
+      ws: { ...wsDefaults, ...route.ws },
+      origins: route.origins,
+      maxConnections: route.maxConnections,
+    });
+    webSocketPaths.on('GET', name, () => undefined);
+    route.handler = function webSocketRoute(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      const pending = pendingUpgrade(request);
+      if (pending === undefined) return httpHandler.call(this, request, reply);
+      pending.request = request;
+      pending.instance = this;
+      void reply.hijack();
+      router.accept(name, request.raw, pending.socket, pending.head, request.params as PathParams);
+    } as RouteOptions['handler'];
+  });
+
+  // An upgrade that Fastify routed to an HTTP route gets Fastify's 404; its handler never runs.
+  fastify.addHook('onRequest', (request, reply, next) => {
+    if (pendingUpgrade(request) === undefined || request.is404 || webSocketPaths.find('GET', request.url) !== null) {
+      next();
+      return;
+    }
+    reply.callNotFound();
+  });
+
+  const server = fastify.server;
+  function serverOnUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const ours = webSocketPaths.find('GET', req.url ?? '/') !== null;
+    // Not one of our paths: when another listener is there, the socket is its business.
+    if (!ours && server.listenerCount('upgrade') > 1) return;
+    socket.on('error', socketOnError);
+    (req as UpgradeRequest)[kUpgrade] = { socket, head };
+    // Route the request through Fastify, with its hooks, as if it were an ordinary request.
+    // Whatever Fastify answers instead of an upgrade goes out with `Connection: close`.
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as ServerResponse['socket'] & Duplex as never);
+    res.once('finish', responseOnFinish);
+    fastify.routing(req, res);
+  }
+  server.on('upgrade', serverOnUpgrade);
+
+  if (statsRoute !== false) {
+    fastify.get(statsRoute, async () => router.heartbeat.stats());
+  }
+
+  // preClose runs before Fastify closes the HTTP server: 503 to new upgrades, 1001 to every
+  // connection, stragglers destroyed after their closeTimeout; the server then closes at once.
+  fastify.addHook('preClose', async () => {
+    server.removeListener('upgrade', serverOnUpgrade);
+    await router.close();
+  });
+  // Normally a no-op by now (router.close() is idempotent); it also covers an app closed before
+  // preClose could run, so that the engine's timer never outlives the app.
+  fastify.addHook('onClose', async () => {
+    server.removeListener('upgrade', serverOnUpgrade);
+    await router.close();
+  });
+
+  done();
+};
+
+/**
+ * Heartbeat-managed WebSocket routes for Fastify 5: declare a GET route with `websocket: true`
+ * and its handler receives `(socket, request)` after the route's hooks ran. Dead peers are
+ * pinged, timed out and cleaned up by `@ws-heartbeat/core`.
+ *
+ * @example
+ * await app.register(wsHeartbeat, { heartbeat: { interval: 30_000 } });
+ * app.get('/rooms/:id', { websocket: true }, (socket, request) => socket.send(request.params.id));
+ */
+export const wsHeartbeat = fp(plugin, { fastify: '5.x', name: '@ws-heartbeat/fastify' });
+export default wsHeartbeat;
+export type { Heartbeat, HeartbeatOptions, OriginPolicy, RouteWsOptions } from '@ws-heartbeat/core';
