@@ -1,4 +1,5 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type {
   ContextConfigDefault,
@@ -195,6 +196,10 @@ const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, don
     }
   }
   const { heartbeat, ws: wsDefaults = {}, maxConnections, maxConnectionsPerClient, statsRoute = false } = options;
+  if (statsRoute !== false && (typeof statsRoute !== 'string' || !statsRoute.startsWith('/'))) {
+    done(new TypeError(`The "statsRoute" option must be a path starting with "/" or false: got ${String(statsRoute)}`));
+    return;
+  }
   const router = new UpgradeRouter({
     heartbeat,
     maxConnections,
@@ -246,6 +251,9 @@ const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, don
       pending.request = request;
       pending.instance = this;
       void reply.hijack();
+      // From here on the socket is the router's: no HTTP response of Fastify's will use it.
+      reply.raw.detachSocket(pending.socket as Socket);
+      pending.socket.removeListener('error', socketOnError);
       router.accept(name, request.raw, pending.socket, pending.head, request.params as PathParams);
     } as RouteOptions['handler'];
   });
@@ -270,7 +278,7 @@ const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, don
     // Whatever Fastify answers instead of an upgrade goes out with `Connection: close`.
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
-    res.assignSocket(socket as ServerResponse['socket'] & Duplex as never);
+    res.assignSocket(socket as Socket);
     res.once('finish', responseOnFinish);
     fastify.routing(req, res);
   }
@@ -280,14 +288,13 @@ const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, don
     fastify.get(statsRoute, async () => router.heartbeat.stats());
   }
 
-  // preClose runs before Fastify closes the HTTP server: 503 to new upgrades, 1001 to every
-  // connection, stragglers destroyed after their closeTimeout; the server then closes at once.
+  // preClose runs before Fastify closes the HTTP server: 1001 to every connection, stragglers
+  // destroyed after their closeTimeout; the server then closes at once. Upgrades that arrive
+  // meanwhile still reach the listener and are answered 503 (by Fastify, or by the router).
   fastify.addHook('preClose', async () => {
-    server.removeListener('upgrade', serverOnUpgrade);
     await router.close();
   });
-  // Normally a no-op by now (router.close() is idempotent); it also covers an app closed before
-  // preClose could run, so that the engine's timer never outlives the app.
+  // router.close() is idempotent: here it only guarantees that the engine's timer is cleared.
   fastify.addHook('onClose', async () => {
     server.removeListener('upgrade', serverOnUpgrade);
     await router.close();
