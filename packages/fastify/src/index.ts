@@ -188,17 +188,27 @@ function upgradeRequired(_request: FastifyRequest, reply: FastifyReply): void {
   void reply.code(426).header('Upgrade', 'websocket').header('Connection', 'Upgrade').send('Upgrade Required');
 }
 
+/**
+ * Registration: every setup error (an invalid option, a decorator already present) is passed to
+ * `done`, so that `register()` rejects with it instead of throwing out of Fastify's plugin loader.
+ */
 const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, done) => {
+  try {
+    setUp(fastify, options);
+  } catch (error) {
+    done(error as Error);
+    return;
+  }
+  done();
+};
+
+function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
   for (const key of Object.keys(options)) {
-    if (!PLUGIN_KEYS.has(key)) {
-      done(new TypeError(`Unknown @ws-heartbeat/fastify option "${key}"`));
-      return;
-    }
+    if (!PLUGIN_KEYS.has(key)) throw new TypeError(`Unknown @ws-heartbeat/fastify option "${key}"`);
   }
   const { heartbeat, ws: wsDefaults = {}, maxConnections, maxConnectionsPerClient, statsRoute = false } = options;
   if (statsRoute !== false && (typeof statsRoute !== 'string' || !statsRoute.startsWith('/'))) {
-    done(new TypeError(`The "statsRoute" option must be a path starting with "/" or false: got ${String(statsRoute)}`));
-    return;
+    throw new TypeError(`The "statsRoute" option must be a path starting with "/" or false: got ${String(statsRoute)}`);
   }
   const router = new UpgradeRouter({
     heartbeat,
@@ -299,9 +309,7 @@ const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, don
     server.removeListener('upgrade', serverOnUpgrade);
     await router.close();
   });
-
-  done();
-};
+}
 
 /**
  * Heartbeat-managed WebSocket routes for Fastify 5: declare a GET route with `websocket: true`

@@ -1,0 +1,495 @@
+/**
+ * @ws-heartbeat/fastify on real sockets: a real Fastify application listening on 127.0.0.1
+ * port 0, real `ws` clients, raw `http` upgrade requests for the refusal paths, supertest for
+ * plain HTTP, and child processes for peers that must not share the test's event loop (a
+ * SIGSTOPped client process) and for an application that must exit by itself.
+ *
+ * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import request from 'supertest';
+import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
+import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
+import wsHeartbeat, { wsHeartbeat as namedExport, type WsHeartbeatOptions } from '@ws-heartbeat/fastify';
+import { openClient, openClients, type TestClient } from '../../../test/helpers/clients';
+import { ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { requestUpgrade } from '../../../test/helpers/upgrade';
+import type { AppChildConfig, AppChildMessage } from './fixtures/app-child';
+
+const TIMEOUT = ms(100);
+const CLOSE_TIMEOUT = ms(300);
+/** Longer than any test here runs: for tests where no heartbeat verdict may interfere. */
+const NEVER = ms(30_000);
+/** The engine's clock and performance.now() may round differently: 1 ms of granularity. */
+const EPSILON = 1;
+/** One tick of the wheel (5 ms) plus timer and loopback slop. */
+const SLOP = ms(60);
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+const REGISTER_TS = path.join(__dirname, '../../core/test/fixtures/register.js');
+
+/** Cleanup steps of the running test, run last-in first-out. */
+const teardown: (() => unknown)[] = [];
+
+afterEach(async () => {
+  while (teardown.length > 0) await teardown.pop()!();
+});
+
+// ---- applications and clients ----------------------------------------------------------
+
+interface TestApp {
+  app: FastifyInstance;
+  port: number;
+  /** `ws://127.0.0.1:<port><path>` */
+  url(path: string): string;
+  /** Every line the application logged (level error and above), as written. */
+  logs: string[];
+}
+
+/**
+ * A Fastify application with the plugin registered (`options`), its routes declared by
+ * `declare`, listening on 127.0.0.1 port 0. Closed after the test (after its clients).
+ */
+async function startApp(options: WsHeartbeatOptions, declare: (app: FastifyInstance) => void | Promise<void>): Promise<TestApp> {
+  const logs: string[] = [];
+  const app = Fastify({ logger: { level: 'error', stream: { write: (line: string) => logs.push(line) } } });
+  teardown.push(() => app.close());
+  await app.register(wsHeartbeat, options);
+  await declare(app);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  return { app, port, url: (p) => `ws://127.0.0.1:${port}${p}`, logs };
+}
+
+/** An open `ws` client, terminated after the test. */
+async function client(url: string, options?: ClientOptions): Promise<TestClient> {
+  const opened = await openClient(url, options);
+  teardown.push(() => {
+    opened.ws.terminate();
+    return opened.closed;
+  });
+  return opened;
+}
+
+/** The first message a client receives, as text. */
+async function firstMessage(c: TestClient): Promise<string> {
+  await waitFor(() => c.messages.length > 0 || c.closeInfo !== null, ms(2000), 'a message from the server');
+  const first = c.messages[0];
+  if (first === undefined) throw new Error(`closed with ${c.closeInfo?.code} before any message`);
+  return first.data.toString();
+}
+
+/** `promise`, or a rejection naming `what` once `timeout` ms passed without it settling. */
+async function within<T>(promise: Promise<T>, timeout: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeout} ms waiting for ${what}`)), timeout);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A request as a hook decorated it (`app.decorateRequest('user', null)`). */
+type UserRequest = FastifyRequest & { user: string | null };
+
+// ---- child processes -------------------------------------------------------------------
+
+interface Child<M> {
+  process: ChildProcess;
+  /** Every IPC message, with the time it arrived. */
+  messages: Array<{ message: M; at: number }>;
+  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null;
+}
+
+function forkChild<M>(file: string, args: string[], execArgv: string[] = []): Child<M> {
+  const child: Child<M> = {
+    process: fork(path.join(FIXTURES, file), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    messages: [],
+    exit: null,
+  };
+  child.process.on('message', (message) => child.messages.push({ message: message as M, at: now() }));
+  child.process.on('exit', (code, signal) => {
+    child.exit = { code, signal, at: now() };
+  });
+  // Children never outlive their test; a stopped one is continued first, then killed.
+  teardown.push(async () => {
+    if (child.exit !== null) return;
+    child.process.kill('SIGCONT');
+    child.process.kill('SIGKILL');
+    await waitFor(() => child.exit !== null, ms(5000), 'the child to exit');
+  });
+  return child;
+}
+
+async function childMessage<M extends { type: string }>(child: Child<M>, type: M['type'], timeout: number): Promise<{ message: M; at: number }> {
+  const find = () => child.messages.find((m) => m.message.type === type);
+  await waitFor(() => find() !== undefined || child.exit !== null, timeout, `a '${type}' message from the child`);
+  const found = find();
+  if (found === undefined) throw new Error(`the child exited (${JSON.stringify(child.exit)}) before sending '${type}'`);
+  return found;
+}
+
+// ---- tests -------------------------------------------------------------------------------
+
+describe('@ws-heartbeat/fastify', () => {
+  test('each route pings at its own interval and terminates a silent peer inside its own bound', async () => {
+    const fastInterval = ms(100);
+    const slowInterval = ms(400);
+    // Plugin defaults that would show if a route's own settings were ignored.
+    const { app, url } = await startApp({ heartbeat: { interval: NEVER, timeout: NEVER } }, (a) => {
+      a.get('/fast', { websocket: true, heartbeat: { interval: fastInterval, timeout: TIMEOUT } }, () => {});
+      a.get('/slow', { websocket: true, heartbeat: { interval: slowInterval, timeout: TIMEOUT } }, () => {});
+    });
+    const terminations: Array<{ route: string; reason: TerminateReason }> = [];
+    app.heartbeat.on('terminate', (_ws, reason, route) => terminations.push({ route, reason }));
+
+    const [fast, slow, silentFast, silentSlow] = await Promise.all([
+      client(url('/fast')),
+      client(url('/slow')),
+      client(url('/fast'), { autoPong: false }),
+      client(url('/slow'), { autoPong: false }),
+    ]);
+
+    // A silent peer's last frame is its handshake: the engine's t0 is no later than the client's open.
+    for (const [silent, interval] of [
+      [silentFast!, fastInterval],
+      [silentSlow!, slowInterval],
+    ] as const) {
+      const bound = interval + TIMEOUT;
+      const { code, at } = await within(silent.closed, bound + ms(1000), 'the silent peer to be terminated');
+      expect(code).toBe(1006);
+      expect(at - silent.openedAt).toBeGreaterThanOrEqual(bound - EPSILON);
+      expect(at - silent.openedAt).toBeLessThanOrEqual(bound + SLOP);
+      expect(silent.pings).toBe(1);
+    }
+    expect(terminations).toEqual(
+      expect.arrayContaining([
+        { route: '/fast', reason: 'timeout' },
+        { route: '/slow', reason: 'timeout' },
+      ]),
+    );
+
+    // Healthy peers: pings counted over the same window from each one's open.
+    const window = ms(2000);
+    const openedLast = Math.max(fast!.openedAt, slow!.openedAt);
+    await sleep(Math.max(0, openedLast + window - now()));
+    const pingsIn = (c: TestClient) => c.pingTimes.filter((t) => t - c.openedAt <= window).length;
+    const fastExpected = window / fastInterval;
+    const slowExpected = window / slowInterval;
+    expect(pingsIn(fast!)).toBeGreaterThanOrEqual(0.7 * fastExpected);
+    expect(pingsIn(fast!)).toBeLessThanOrEqual(1.3 * fastExpected);
+    expect(pingsIn(slow!)).toBeGreaterThanOrEqual(0.7 * slowExpected);
+    expect(pingsIn(slow!)).toBeLessThanOrEqual(1.3 * slowExpected);
+    expect(fast!.ws.readyState).toBe(WebSocket.OPEN);
+    expect(slow!.ws.readyState).toBe(WebSocket.OPEN);
+    expect(terminations).toHaveLength(2);
+
+    const { routes } = app.heartbeat.stats();
+    expect(Object.keys(routes)).toEqual(expect.arrayContaining(['/fast', '/slow']));
+    expect(routes['/fast']?.connections).toBe(1);
+    expect(routes['/slow']?.connections).toBe(1);
+    expect(routes['/fast']?.terminations.timeout).toBe(1);
+    expect(routes['/slow']?.terminations.timeout).toBe(1);
+  });
+
+  test("the route's hooks run before any 101: a refusing onRequest or preValidation answers with its status, a passing hook's decoration reaches the handler", async () => {
+    let refusedHandlerRuns = 0;
+    const { app, url } = await startApp({}, (a) => {
+      a.decorateRequest('user', null);
+      // An earlier, instance-wide hook decorates every request.
+      a.addHook('onRequest', async (req) => {
+        const header = req.headers['x-user'];
+        (req as UserRequest).user = typeof header === 'string' ? header : null;
+      });
+      a.get(
+        '/me',
+        {
+          websocket: true,
+          onRequest: async (req, reply) => {
+            if ((req as UserRequest).user === null) return reply.code(401).send({ error: 'who are you?' });
+          },
+          preValidation: async (req, reply) => {
+            if ((req as UserRequest).user === 'mallory') return reply.code(403).send({ error: 'not you' });
+          },
+        },
+        (socket, req) => {
+          if ((req as UserRequest).user !== 'ann') refusedHandlerRuns += 1;
+          socket.send(`hello ${(req as UserRequest).user}`);
+        },
+      );
+    });
+    const server = app.server;
+
+    const anonymous = await requestUpgrade(server, '/me');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.upgraded).toBe(false);
+    expect(anonymous.raw).not.toContain('HTTP/1.1 101');
+    expect(anonymous.body).toContain('who are you?');
+    expect(anonymous.headers.connection).toBe('close');
+    expect(anonymous.closedByServer).toBe(true);
+
+    const mallory = await requestUpgrade(server, '/me', { headers: { 'X-User': 'mallory' } });
+    expect(mallory.status).toBe(403);
+    expect(mallory.upgraded).toBe(false);
+    expect(mallory.raw).not.toContain('HTTP/1.1 101');
+    expect(mallory.body).toContain('not you');
+    expect(mallory.closedByServer).toBe(true);
+
+    const ann = await client(url('/me'), { headers: { 'X-User': 'ann' } });
+    expect(await firstMessage(ann)).toBe('hello ann');
+    expect(refusedHandlerRuns).toBe(0);
+  });
+
+  test('a route inside a prefixed, encapsulated plugin answers at the prefixed path with its params and query', async () => {
+    const connections: string[] = [];
+    const { app, url } = await startApp({}, async (a) => {
+      await a.register(
+        async (child) => {
+          child.decorate('area', 'rooms');
+          child.get<{ Params: { id: string }; Querystring: { nick?: string } }>('/rooms/:id', { websocket: true }, function (socket, req) {
+            // `this` is the instance the route was declared in: it sees that instance's decorators.
+            socket.send(JSON.stringify({ id: req.params.id, nick: req.query.nick, area: this.hasDecorator('area') }));
+          });
+        },
+        { prefix: '/api' },
+      );
+    });
+    app.heartbeat.on('connection', (_ws, route) => connections.push(route));
+
+    const c = await client(url('/api/rooms/42?nick=ann'));
+    expect(JSON.parse(await firstMessage(c))).toEqual({ id: '42', nick: 'ann', area: true });
+    expect(app.hasDecorator('area')).toBe(false);
+
+    expect(app.printRoutes({ commonPrefix: false })).toContain('/api/rooms/:id (GET');
+    expect(connections).toEqual(['/api/rooms/:id']);
+    expect(Object.keys(app.heartbeat.stats().routes)).toContain('/api/rooms/:id');
+    expect(app.heartbeat.stats().routes['/api/rooms/:id']?.connections).toBe(1);
+
+    // The unprefixed path is not a route.
+    const unprefixed = await requestUpgrade(app.server, '/rooms/42');
+    expect(unprefixed.status).toBe(404);
+  });
+
+  test("an unknown path and an HTTP-only route get Fastify's 404 and a destroyed socket; a plain GET of a WebSocket route gets 426", async () => {
+    let plainRuns = 0;
+    let liveRuns = 0;
+    const { app, url } = await startApp({}, (a) => {
+      a.setNotFoundHandler((_req, reply) => reply.code(404).send('custom-404-marker'));
+      a.get('/plain', async () => {
+        plainRuns += 1;
+        return 'plain answer';
+      });
+      a.get('/live', { websocket: true }, () => {
+        liveRuns += 1;
+      });
+      a.route({
+        method: 'GET',
+        url: '/feed',
+        websocket: true,
+        wsHandler: (socket) => socket.send('ws feed'),
+        handler: async () => 'http feed',
+      });
+    });
+
+    for (const path of ['/nowhere', '/plain']) {
+      const answer = await requestUpgrade(app.server, path);
+      expect(answer.status).toBe(404);
+      expect(answer.upgraded).toBe(false);
+      expect(answer.raw).not.toContain('HTTP/1.1 101');
+      expect(answer.body).toContain('custom-404-marker');
+      expect(answer.closedByServer).toBe(true);
+    }
+    expect(plainRuns).toBe(0);
+
+    const plainGet = await request(app.server).get('/live');
+    expect(plainGet.status).toBe(426);
+    expect(plainGet.headers.upgrade).toBe('websocket');
+    expect(liveRuns).toBe(0);
+
+    // The HTTP route itself still works, and so does the full form with both handlers.
+    expect((await request(app.server).get('/plain')).text).toBe('plain answer');
+    expect(plainRuns).toBe(1);
+    expect((await request(app.server).get('/feed')).text).toBe('http feed');
+    expect(await firstMessage(await client(url('/feed')))).toBe('ws feed');
+  });
+
+  test("another ws server on the same app.server keeps its own path; the plugin never touches its sockets", async () => {
+    const { app, url } = await startApp({}, (a) => {
+      a.get('/ours', { websocket: true }, (socket) => {
+        socket.on('message', (data) => socket.send(`ours: ${String(data)}`));
+      });
+    });
+    const other = new WebSocketServer({ noServer: true });
+    other.on('connection', (ws) => ws.on('message', (data) => ws.send(`other: ${String(data)}`)));
+    const serverOnUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (new URL(req.url ?? '/', 'http://localhost').pathname !== '/other') return;
+      other.handleUpgrade(req, socket, head, (ws) => other.emit('connection', ws, req));
+    };
+    app.server.on('upgrade', serverOnUpgrade);
+    teardown.push(() => {
+      app.server.removeListener('upgrade', serverOnUpgrade);
+      for (const ws of other.clients) ws.terminate();
+      return new Promise<void>((resolve) => other.close(() => resolve()));
+    });
+
+    const theirs = await client(url('/other'));
+    const ours = await client(url('/ours'));
+    theirs.ws.send('a');
+    ours.ws.send('b');
+    expect(await firstMessage(theirs)).toBe('other: a');
+    expect(await firstMessage(ours)).toBe('ours: b');
+
+    // Another upgrade on the other path, raw: a 101 from the other server, not a 404 from us.
+    const raw = await requestUpgrade(app.server, '/other');
+    raw.socket?.destroy();
+    expect(raw.status).toBe(101);
+    expect(raw.raw).not.toContain('404');
+
+    expect(other.clients.size).toBeGreaterThanOrEqual(1);
+    const stats = app.heartbeat.stats();
+    expect(stats.connections).toBe(1);
+    expect(Object.keys(stats.routes)).not.toContain('/other');
+  });
+
+  test('app.close() with 30 connections, 5 held by a stopped process, sends 1001 and finishes within closeTimeout + 1 s', async () => {
+    const { app, url } = await startApp({ heartbeat: { interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT } }, (a) => {
+      a.get('/ws', { websocket: true }, () => {});
+    });
+    const terminations: TerminateReason[] = [];
+    app.heartbeat.on('terminate', (_ws, reason) => terminations.push(reason));
+
+    const held = forkChild<{ type: 'ready' } | { type: 'error'; message: string }>('held-clients.js', [url('/ws'), '5']);
+    const ready = await childMessage(held, 'ready', ms(10_000)).catch(async (error: unknown) => {
+      throw new Error(`${String(error)}; child said ${JSON.stringify(held.messages)}`);
+    });
+    expect(ready.message.type).toBe('ready');
+    held.process.kill('SIGSTOP');
+    const clients = await openClients(url('/ws'), 25);
+    teardown.push(() => Promise.all(clients.map((c) => (c.ws.terminate(), c.closed))));
+    await waitFor(() => app.heartbeat.size === 30, ms(5000), '30 tracked connections');
+
+    const started = now();
+    const closing = app.close();
+    // While the stopped peers hold the shutdown open, a new upgrade is answered 503, never upgraded.
+    const late = await requestUpgrade(app.server, '/ws');
+    expect(late.status).toBe(503);
+    expect(late.upgraded).toBe(false);
+    expect(late.closedByServer).toBe(true);
+    await within(closing, CLOSE_TIMEOUT + ms(3000), 'app.close()');
+    const closeMs = now() - started;
+
+    // The stopped peers never answer our close frame: they are destroyed after closeTimeout.
+    expect(closeMs).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+    expect(closeMs).toBeLessThanOrEqual(CLOSE_TIMEOUT + ms(1000));
+    const closes = await within(Promise.all(clients.map((c) => c.closed)), ms(2000), 'the clients to close');
+    expect(closes.map((c) => c.code)).toEqual(Array(25).fill(1001));
+    expect(app.heartbeat.stats().terminations.shutdown).toBe(5);
+    expect(terminations).toEqual(Array(5).fill('shutdown'));
+    expect(app.heartbeat.size).toBe(0);
+    expect(app.server.listenerCount('upgrade')).toBe(0);
+  });
+
+  test('a process running the app exits by itself within closeTimeout + 1 s of app.close()', async () => {
+    const config: AppChildConfig = { healthy: 5, silent: 2, ignoring: 2, closeTimeout: CLOSE_TIMEOUT };
+    const child = forkChild<AppChildMessage>('app-child.ts', [JSON.stringify(config)], ['--require', REGISTER_TS]);
+    const closing = await childMessage(child, 'closing', ms(20_000));
+    const limit = CLOSE_TIMEOUT + ms(1000);
+
+    await waitFor(() => child.exit !== null, limit + ms(2000), 'the child to exit by itself');
+
+    expect(child.exit).toMatchObject({ code: 0, signal: null });
+    expect(child.exit!.at - closing.at).toBeLessThanOrEqual(limit);
+    const closed = (await childMessage(child, 'closed', ms(1000))).message;
+    expect(closed).toMatchObject({ type: 'closed', size: 0, terminations: { shutdown: 2 } });
+    if (closed.type === 'closed') expect(closed.closeMs).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+  });
+
+  test('the opt-in stats route answers the engine stats as JSON; without the option the path is 404', async () => {
+    const withStats = await startApp({ statsRoute: '/ws-stats' }, (a) => {
+      a.get('/live', { websocket: true }, () => {});
+    });
+    await client(withStats.url('/live'));
+    await waitFor(() => withStats.app.heartbeat.size === 1, ms(2000), 'the connection to be tracked');
+
+    const answer = await request(withStats.app.server).get('/ws-stats');
+    expect(answer.status).toBe(200);
+    expect(answer.headers['content-type']).toMatch(/^application\/json/);
+    expect(answer.body.connections).toBe(1);
+    expect(Object.keys(answer.body.routes)).toContain('/live');
+    expect(answer.body.routes['/live'].connections).toBe(1);
+
+    const without = await startApp({}, (a) => {
+      a.get('/live', { websocket: true }, () => {});
+    });
+    expect((await request(without.app.server).get('/ws-stats')).status).toBe(404);
+  });
+
+  test('a handler that throws or rejects closes only its connection with 1011 and is logged; the app carries on', async () => {
+    const { url, logs } = await startApp({}, (a) => {
+      a.get('/boom', { websocket: true }, () => {
+        throw new Error('boom-sync');
+      });
+      a.get('/reject', { websocket: true }, async () => {
+        await sleep(1);
+        throw new Error('boom-async');
+      });
+      a.get('/ok', { websocket: true }, (socket) => socket.send('ok'));
+    });
+
+    const thrown = await client(url('/boom'));
+    const rejected = await client(url('/reject'));
+    expect((await thrown.closed).code).toBe(1011);
+    expect((await rejected.closed).code).toBe(1011);
+
+    const errorLines = logs.filter((line) => (JSON.parse(line) as { level: number }).level >= 50);
+    expect(errorLines.some((line) => line.includes('boom-sync'))).toBe(true);
+    expect(errorLines.some((line) => line.includes('boom-async'))).toBe(true);
+
+    const ok = await client(url('/ok'));
+    expect(await firstMessage(ok)).toBe('ok');
+    const again = await client(url('/boom'));
+    expect((await again.closed).code).toBe(1011);
+    expect(ok.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  test('app.heartbeat is the engine and reports connections by route name; the plugin registers once per instance', async () => {
+    expect(namedExport).toBe(wsHeartbeat);
+    const connections: string[] = [];
+    const { app, url } = await startApp({}, (a) => {
+      a.get('/feed', { websocket: true }, () => {});
+    });
+    expect(app.heartbeat).toBeInstanceOf(Heartbeat);
+    app.heartbeat.on('connection', (_ws, route) => connections.push(route));
+    await client(url('/feed'));
+    await waitFor(() => connections.length === 1, ms(2000), "the engine's connection event");
+    expect(connections).toEqual(['/feed']);
+    expect(app.heartbeat.stats().routes['/feed']?.connections).toBe(1);
+
+    // A second registration in the same instance is refused: the decorator is already there.
+    // (pluginTimeout: a registration that neither finishes nor fails must not hold the file for 10 s.)
+    const twice = Fastify({ pluginTimeout: ms(1000) });
+    teardown.push(() => twice.close());
+    await twice.register(wsHeartbeat);
+    const engine = twice.heartbeat;
+    await expect(twice.register(wsHeartbeat).then(() => twice.ready())).rejects.toMatchObject({
+      code: 'FST_ERR_DEC_ALREADY_PRESENT',
+    });
+    expect(twice.heartbeat).toBe(engine);
+  });
+
+  test('invalid plugin options make register() reject with a TypeError naming the option', async () => {
+    const app = Fastify({ pluginTimeout: ms(1000) });
+    teardown.push(() => app.close());
+    await expect(app.register(wsHeartbeat, { heartbeat: { interval: -1 } })).rejects.toThrow(
+      expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/interval.*-1/) }),
+    );
+  });
+});
