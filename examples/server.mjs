@@ -1,22 +1,25 @@
-// The ws-heartbeat demo: two echo routes on a plain node:http server, managed by one engine.
+// The ws-heartbeat demo: two echo routes on a Fastify server, managed by @ws-heartbeat/fastify.
 //   HOST=127.0.0.1 PORT=8080 node examples/server.mjs     (PORT=0 picks a free port)
-import http from 'node:http';
-import { UpgradeRouter } from '@ws-heartbeat/core';
+import Fastify from 'fastify';
+import { wsHeartbeat } from '@ws-heartbeat/fastify';
 
 const HOST = process.env.HOST || '127.0.0.1';
 const PORT = Number(process.env.PORT || 8080);
 
 /** Sends every message back as it came: text stays text, binary stays binary. */
-function echo(ws) {
-  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+function echo(socket) {
+  socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
 }
 
-const router = new UpgradeRouter();
-router.route('/ws/echo', { handler: echo });
-router.route('/ws/fast', { handler: echo, heartbeat: { interval: 1000, timeout: 500, closeTimeout: 1000 } });
+// No logger: the URL line below is the demo's only startup output.
+const app = Fastify({ logger: false });
+await app.register(wsHeartbeat, { statsRoute: '/stats' });
 
-router.heartbeat.on('connection', (ws, route) => console.log(`connection on ${route}`));
-router.heartbeat.on('terminate', (ws, reason, route) => console.log(`terminated a connection on ${route}: ${reason}`));
+app.get('/ws/echo', { websocket: true }, echo);
+app.get('/ws/fast', { websocket: true, heartbeat: { interval: 1000, timeout: 500, closeTimeout: 1000 } }, echo);
+
+app.heartbeat.on('connection', (ws, route) => console.log(`connection on ${route}`));
+app.heartbeat.on('terminate', (ws, reason, route) => console.log(`terminated a connection on ${route}: ${reason}`));
 
 const HOME = `ws-heartbeat demo
 
@@ -28,25 +31,12 @@ HTTP:
   /stats     the engine's stats() as JSON
 `;
 
-const server = http.createServer((req, res) => {
-  const { pathname } = new URL(req.url, 'http://localhost');
-  if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, 'text/plain', 'method not allowed\n');
-  if (pathname === '/') return reply(res, 200, 'text/plain; charset=utf-8', HOME);
-  if (pathname === '/stats') return reply(res, 200, 'application/json', `${JSON.stringify(router.heartbeat.stats(), null, 2)}\n`);
-  reply(res, 404, 'text/plain', 'not found\n');
-});
+app.get('/', (request, reply) => reply.type('text/plain; charset=utf-8').send(HOME));
 
-function reply(res, status, type, body) {
-  res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-router.attach(server);
-server.listen(PORT, HOST, () => {
-  const { port } = server.address();
-  const host = HOST.includes(':') ? `[${HOST}]` : HOST;
-  console.log(`ws-heartbeat demo listening on http://${host}:${port} (Ctrl-C to stop)`);
-});
+await app.listen({ port: PORT, host: HOST });
+const { port } = app.server.address();
+const host = HOST.includes(':') ? `[${HOST}]` : HOST;
+console.log(`ws-heartbeat demo listening on http://${host}:${port} (Ctrl-C to stop)`);
 
 // First signal: close cleanly and let the process exit by itself. Second signal: exit now.
 let stopping = false;
@@ -57,8 +47,13 @@ function stop(signal) {
   }
   stopping = true;
   console.log(`${signal}: closing (send it again to exit at once)`);
-  router.close().then(() => console.log('all connections closed'));
-  server.close();
+  app.close().then(
+    () => console.log('all connections closed'),
+    (error) => {
+      console.error('close failed:', error);
+      process.exitCode = 1;
+    },
+  );
 }
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);

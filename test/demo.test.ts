@@ -1,6 +1,7 @@
 /**
  * The demo server that the README's first command starts (examples/server.mjs), run as users
- * run it: a child process on PORT=0, importing the built package from packages/core/dist.
+ * run it: a child process on PORT=0, importing the built plugin from packages/fastify/dist (and
+ * through it packages/core/dist).
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -31,8 +32,10 @@ const sockets = new Set<net.Socket>();
 
 /** Starts the demo with PORT=0 and the default HOST; resolves once it printed its URL line. */
 function startDemo(): Promise<Demo> {
-  if (!existsSync(join(ROOT, 'packages', 'core', 'dist', 'index.js'))) {
-    throw new Error('packages/core/dist is missing: build the packages first (`pnpm run build`)');
+  for (const name of ['core', 'fastify']) {
+    if (!existsSync(join(ROOT, 'packages', name, 'dist', 'index.js'))) {
+      throw new Error(`packages/${name}/dist is missing: build the packages first (\`pnpm run build\`)`);
+    }
   }
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
   delete env.HOST;

@@ -146,8 +146,8 @@ declare module 'fastify' {
     Logger extends FastifyBaseLogger = FastifyBaseLogger,
   > extends WebSocketRouteOptions {
     /**
-     * The WebSocket handler of a route declared with `app.route()`; `handler` then serves plain
-     * HTTP GETs of the same URL (without it, they get 426).
+     * The WebSocket handler of a route declared with `app.route()`; the route's `handler` (which
+     * Fastify requires) then serves plain HTTP GETs of the same URL.
      */
     wsHandler?: WebSocketHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>;
   }
@@ -237,7 +237,9 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     const wsHandler = route.wsHandler ?? (route.websocket === true ? (route.handler as unknown as WebSocketHandler) : undefined);
     if (wsHandler === undefined) return;
     if (route.method === 'HEAD') {
-      route.handler = upgradeRequired; // Fastify's automatic HEAD twin of a WebSocket route
+      // Fastify's automatic HEAD twin: a shorthand route's handler is the WebSocket handler, so
+      // HEAD gets what a plain GET gets; a full-form route keeps its HTTP handler.
+      if (route.wsHandler === undefined) route.handler = upgradeRequired;
       return;
     }
     if (route.method !== 'GET') throw new TypeError(`A WebSocket route must use GET: ${String(route.method)} ${route.url}`);

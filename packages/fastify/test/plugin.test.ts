@@ -319,6 +319,9 @@ describe('@ws-heartbeat/fastify', () => {
     expect(plainRuns).toBe(1);
     expect((await request(app.server).get('/feed')).text).toBe('http feed');
     expect(await firstMessage(await client(url('/feed')))).toBe('ws feed');
+    // HEAD follows GET: the shorthand WebSocket route answers 426, the full form its HTTP handler.
+    expect((await request(app.server).head('/live')).status).toBe(426);
+    expect((await request(app.server).head('/feed')).status).toBe(200);
   });
 
   test("another ws server on the same app.server keeps its own path; the plugin never touches its sockets", async () => {
