@@ -11,12 +11,12 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import request from 'supertest';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
 import wsHeartbeat, { wsHeartbeat as namedExport, type WsHeartbeatOptions } from '@ws-heartbeat/fastify';
-import { openClient, openClients, type TestClient } from '../../../test/helpers/clients';
+import { openClient, openClients, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
 import { ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import { requestUpgrade } from '../../../test/helpers/upgrade';
 import type { AppChildConfig, AppChildMessage } from './fixtures/app-child';
@@ -55,9 +55,13 @@ interface TestApp {
  * A Fastify application with the plugin registered (`options`), its routes declared by
  * `declare`, listening on 127.0.0.1 port 0. Closed after the test (after its clients).
  */
-async function startApp(options: WsHeartbeatOptions, declare: (app: FastifyInstance) => void | Promise<void>): Promise<TestApp> {
+async function startApp(
+  options: WsHeartbeatOptions,
+  declare: (app: FastifyInstance) => void | Promise<void>,
+  fastifyOptions: FastifyServerOptions = {},
+): Promise<TestApp> {
   const logs: string[] = [];
-  const app = Fastify({ logger: { level: 'error', stream: { write: (line: string) => logs.push(line) } } });
+  const app = Fastify({ ...fastifyOptions, logger: { level: 'error', stream: { write: (line: string) => logs.push(line) } } });
   teardown.push(() => app.close());
   await app.register(wsHeartbeat, options);
   await declare(app);
@@ -398,6 +402,25 @@ describe('@ws-heartbeat/fastify', () => {
     expect(terminations).toEqual(Array(5).fill('shutdown'));
     expect(app.heartbeat.size).toBe(0);
     expect(app.server.listenerCount('upgrade')).toBe(0);
+  });
+
+  test('an upgrade that arrives during app.close() gets 503 even with return503OnClosing off', async () => {
+    const { app, port } = await startApp(
+      { heartbeat: { interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT } },
+      (a) => {
+        a.get('/ws', { websocket: true }, () => {});
+      },
+      { return503OnClosing: false },
+    );
+    // A raw peer that never answers our close frame holds the shutdown open for closeTimeout.
+    const held = await rawUpgrade(port, '/ws');
+    teardown.push(() => held.socket.destroy());
+    await waitFor(() => app.heartbeat.size === 1, ms(2000), 'the connection to be tracked');
+    const closing = app.close();
+    const late = await requestUpgrade(app.server, '/ws');
+    expect(late.status).toBe(503);
+    expect(late.upgraded).toBe(false);
+    await within(closing, CLOSE_TIMEOUT + ms(3000), 'app.close()');
   });
 
   test('a process running the app exits by itself within closeTimeout + 1 s of app.close()', async () => {
