@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// The whole test suite: type-check and build every package, run jest once over all tests,
+// The whole test suite: type-check and build every package, type-check an ESM consumer of the
+// built packages, run jest once over all tests,
 // then print the plain summary line `N passed, N failed` derived from jest's results.
 // Extra arguments go to jest (e.g. `pnpm test -- packages/core`).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -22,10 +23,20 @@ rmSync(resultsFile, { force: true });
 
 const tsc = run('typescript/bin/tsc', ['-p', 'tsconfig.json', '--noEmit']);
 if (tsc.status !== 0) console.error('typecheck failed');
-// Build every package to dist/ (declarations included): the demo and its test run the built code.
-const build = ['core', 'fastify', 'express'].map((name) => run('typescript/bin/tsc', ['-p', `packages/${name}/tsconfig.json`]));
+// Build every package to dist/ with its own build script (declarations included): the demo and
+// its test run the built code, and the ESM consumer check below reads the built types.
+const bin = join(root, 'node_modules', '.bin');
+const env = { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` };
+const build = ['core', 'fastify', 'express'].map((name) => {
+  const cwd = join(root, 'packages', name);
+  const { scripts } = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8'));
+  return spawnSync(scripts.build, { cwd, env, shell: true, stdio: 'inherit' });
+});
 if (build.some((b) => b.status !== 0)) console.error('build failed');
-const typecheckFailed = tsc.status !== 0 || build.some((b) => b.status !== 0);
+// How an ES-module TypeScript project sees the published packages (exports map, ESM types).
+const esm = build.every((b) => b.status === 0) ? run('typescript/bin/tsc', ['-p', 'test/esm/tsconfig.json']) : { status: 1 };
+if (esm.status !== 0) console.error('ESM consumer typecheck failed');
+const typecheckFailed = tsc.status !== 0 || build.some((b) => b.status !== 0) || esm.status !== 0;
 
 const jest = run('jest/bin/jest', ['--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)]);
 
