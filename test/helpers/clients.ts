@@ -369,3 +369,43 @@ export class TestBed {
     this.servers.length = 0;
   }
 }
+
+/** How many peers of each kind {@link openPeerMix} opens. */
+export interface PeerMix {
+  /** Ordinary `ws` clients: they answer pings and close frames. */
+  healthy: number;
+  /** `ws` clients with `autoPong: false`: they answer close frames but never pings. */
+  silent: number;
+  /** Raw TCP peers that read everything and answer nothing, not even a close frame. */
+  ignoring: number;
+}
+
+/**
+ * Opens the peers of a shutdown test against `ws://127.0.0.1:<port><path>`, then waits (up to
+ * 10 s) until `tracked()` reports them all. Used by the child processes whose exit is measured.
+ */
+export async function openPeerMix(port: number, path: string, mix: PeerMix, tracked: () => number): Promise<void> {
+  const open = (autoPong: boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { autoPong });
+      ws.once('error', reject);
+      ws.once('open', () => {
+        ws.on('error', () => {});
+        resolve();
+      });
+    });
+  const opening: Promise<unknown>[] = [];
+  for (let i = 0; i < mix.healthy; i++) opening.push(open(true));
+  for (let i = 0; i < mix.silent; i++) opening.push(open(false));
+  for (let i = 0; i < mix.ignoring; i++) {
+    opening.push(
+      rawUpgrade(port, path, { allowHalfOpen: false }).then((raw) => {
+        raw.socket.on('data', () => {});
+        raw.socket.resume();
+      }),
+    );
+  }
+  await Promise.all(opening);
+  const total = mix.healthy + mix.silent + mix.ignoring;
+  await waitFor(() => tracked() >= total, 10_000, `${total} tracked connections`);
+}
