@@ -21,3 +21,4 @@ export type {
   UpgradeServer,
 } from './upgrade';
 export type { PathParams } from './path';
+export { abortHandshake } from './http';

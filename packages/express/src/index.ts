@@ -1,5 +1,280 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQuery, type ParsedUrlQuery } from 'node:querystring';
+import type { Duplex } from 'node:stream';
+import parseUrl from 'parseurl';
+import { match, type MatchFunction } from 'path-to-regexp';
+import type { WebSocket } from 'ws';
+import {
+  UpgradeRouter,
+  abortHandshake,
+  type Authenticate,
+  type Heartbeat,
+  type HeartbeatOptions,
+  type OriginPolicy,
+  type RouteWsOptions,
+  type RouterErrorPhase,
+  type UpgradeServer,
+} from '@ws-heartbeat/core';
+
+/** Route parameters as Express 5 gives them: a wildcard (`*rest`) is an array of segments. */
+export type RouteParams = Record<string, string | string[]>;
+
+/** The upgrade request a handler receives, with `params` and `query` as Express 5 fills them. */
+export type WebSocketRequest<P extends RouteParams = RouteParams> = IncomingMessage & {
+  /** The route's parameters, percent-decoded. */
+  params: P;
+  /** The query string, parsed like Express 5's default ("simple") query parser. */
+  query: ParsedUrlQuery;
+};
+
+/** Receives each accepted connection of a route, already tracked by the heartbeat engine. */
+export type WebSocketHandler<P extends RouteParams = RouteParams> = (ws: WebSocket, req: WebSocketRequest<P>) => void | Promise<unknown>;
+
+/** Options of one WebSocket route. */
+export interface WebSocketRouteOptions<P extends RouteParams = RouteParams> {
+  /**
+   * Heartbeat options of this route, over the constructor's `heartbeat` option.
+   * @default the constructor's heartbeat options
+   */
+  heartbeat?: HeartbeatOptions;
+  /**
+   * `ws` server options of this route (`maxPayload`, `perMessageDeflate`, ...), over the constructor's `ws` option.
+   * @default the constructor's ws options
+   */
+  ws?: RouteWsOptions;
+  /**
+   * Decides, before any 101, whether the upgrade may proceed: `true` accepts, `false` refuses
+   * with 401, a number from 400 to 599 refuses with that status. It sees `req.params` and `req.query`.
+   * @default every request is accepted
+   */
+  authenticate?: (req: WebSocketRequest<P>) => ReturnType<Authenticate>;
+  /**
+   * Accepted `Origin` values (a list, or a function of the header); others get 403. A request
+   * without `Origin` (a non-browser client) passes a list.
+   * @default every origin is accepted
+   */
+  origins?: OriginPolicy;
+  /**
+   * Most connections on this route; beyond it upgrades get 503.
+   * @default Infinity
+   */
+  maxConnections?: number;
+}
+
+/** Options of {@link WebSocketRoutes}. */
+export interface WebSocketRoutesOptions {
+  /**
+   * Heartbeat options for every route (`interval`, `timeout`, `closeTimeout`, ...).
+   * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s
+   */
+  heartbeat?: HeartbeatOptions;
+  /**
+   * `ws` server options for every route; a route's `ws` option overrides them.
+   * @default `ws`'s defaults
+   */
+  ws?: RouteWsOptions;
+  /**
+   * Most connections over all routes; beyond it upgrades get 503.
+   * @default Infinity
+   */
+  maxConnections?: number;
+  /**
+   * Most connections from one remote address; beyond it upgrades get 429.
+   * @default Infinity
+   */
+  maxConnectionsPerClient?: number;
+  /**
+   * Milliseconds an asynchronous `authenticate` may take; then the upgrade gets 503.
+   * @default 10_000
+   */
+  authTimeout?: number;
+  /**
+   * Match paths case-sensitively, like Express's `case sensitive routing` setting.
+   * @default false
+   */
+  caseSensitive?: boolean;
+  /**
+   * Treat `/a` and `/a/` as different paths, like Express's `strict routing` setting.
+   * @default false
+   */
+  strict?: boolean;
+  /**
+   * Receives the errors caught so that they cannot crash the process: a throwing origin check or
+   * `authenticate`, a throwing or rejecting handler.
+   * @default reports each one with `process.emitWarning`
+   */
+  onError?: (error: unknown, info: { route: string; phase: RouterErrorPhase }) => void;
+}
+
+interface Route {
+  readonly path: string;
+  readonly match: MatchFunction<RouteParams>;
+}
+
+const OPTION_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'caseSensitive', 'strict', 'onError']);
+const TRAILING_SLASHES = /\/+$/;
+
+/** Express's param decoding: a bad percent escape is the client's error (400). */
+function decodeParam(value: string): string {
+  if (value.length === 0 || !value.includes('%')) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new BadRequest();
+  }
+}
+
+class BadRequest extends Error {}
+
 /**
- * @ws-heartbeat/express: not built yet. The Express adapter lands with its own issue;
- * until then this package only re-exports the core engine so that the workspace builds.
+ * WebSocket routes for an Express application, with heartbeat: declared with Express 5 paths,
+ * matched as Express 5 matches them, and served from the `http.Server`'s `'upgrade'` event —
+ * never inside the Express middleware chain, which is what breaks on Node 20 ("RSV1 must be
+ * clear"). Nothing of Express is patched or even imported.
+ *
+ * @example
+ * const sockets = new WebSocketRoutes({ heartbeat: { interval: 30_000 } });
+ * sockets.route('/rooms/:id', (ws, req) => ws.send(`room ${req.params.id}`));
+ * const server = app.listen(3000);
+ * sockets.mount(server);
  */
-export { Heartbeat } from '@ws-heartbeat/core';
+export class WebSocketRoutes {
+  /** The heartbeat engine of every route: `stats()` and its events. */
+  readonly heartbeat: Heartbeat;
+
+  readonly #router: UpgradeRouter;
+  readonly #routes: Route[] = [];
+  readonly #wsDefaults: RouteWsOptions;
+  readonly #caseSensitive: boolean;
+  readonly #strict: boolean;
+  readonly #unmounts = new Map<UpgradeServer, () => void>();
+  #closePromise: Promise<void> | undefined;
+
+  constructor(options: WebSocketRoutesOptions = {}) {
+    for (const key of Object.keys(options)) {
+      if (!OPTION_KEYS.has(key)) throw new TypeError(`Unknown @ws-heartbeat/express option "${key}"`);
+    }
+    const { heartbeat, ws = {}, maxConnections, maxConnectionsPerClient, authTimeout, caseSensitive = false, strict = false, onError } = options;
+    if (typeof caseSensitive !== 'boolean') throw new TypeError(`The "caseSensitive" option must be a boolean: got ${String(caseSensitive)}`);
+    if (typeof strict !== 'boolean') throw new TypeError(`The "strict" option must be a boolean: got ${String(strict)}`);
+    this.#router = new UpgradeRouter({ heartbeat, maxConnections, maxConnectionsPerClient, authTimeout, onError });
+    this.heartbeat = this.#router.heartbeat;
+    this.#wsDefaults = ws;
+    this.#caseSensitive = caseSensitive;
+    this.#strict = strict;
+  }
+
+  /**
+   * Declares a WebSocket route. `path` uses Express 5's syntax (`/rooms/:id`, `/files/*rest`,
+   * `/docs{/:lang}`); the first declared route that matches wins. Throws a `TypeError` for an
+   * invalid path or option. Returns `this`.
+   */
+  route<P extends RouteParams = RouteParams>(path: string, handler: WebSocketHandler<P>): this;
+  route<P extends RouteParams = RouteParams>(path: string, options: WebSocketRouteOptions<P>, handler: WebSocketHandler<P>): this;
+  route<P extends RouteParams = RouteParams>(
+    path: string,
+    optionsOrHandler: WebSocketRouteOptions<P> | WebSocketHandler<P>,
+    maybeHandler?: WebSocketHandler<P>,
+  ): this {
+    const options = typeof optionsOrHandler === 'function' ? {} : optionsOrHandler;
+    const handler = typeof optionsOrHandler === 'function' ? optionsOrHandler : maybeHandler;
+    if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError(`A route path must be a string starting with "/": got ${String(path)}`);
+    if (typeof handler !== 'function') throw new TypeError(`The handler of ${path} must be a function`);
+    let matcher: MatchFunction<RouteParams>;
+    try {
+      matcher = match<RouteParams>(this.#strict || path === '/' ? path : path.replace(TRAILING_SLASHES, ''), {
+        sensitive: this.#caseSensitive,
+        trailing: !this.#strict,
+        decode: decodeParam,
+      });
+    } catch (error) {
+      throw new TypeError(`Invalid route path ${JSON.stringify(path)}: ${(error as Error).message}`);
+    }
+    const { authenticate } = options;
+    this.#router.define(path, {
+      handler: (ws, req) => handler(ws, req as WebSocketRequest<P>),
+      heartbeat: options.heartbeat,
+      ws: { ...this.#wsDefaults, ...options.ws },
+      authenticate: authenticate && ((req) => authenticate(req as WebSocketRequest<P>)),
+      origins: options.origins,
+      maxConnections: options.maxConnections,
+    });
+    this.#routes.push({ path, match: matcher });
+    return this;
+  }
+
+  /**
+   * Serves the routes on `server` (what `app.listen()` returns, or an `http`/`https` server made
+   * with the app): adds one `'upgrade'` listener. Upgrades whose path matches no route get 404,
+   * unless the server has another `'upgrade'` listener; then they are left to it, untouched.
+   * Returns a function that closes everything, as {@link close} does.
+   */
+  mount(server: UpgradeServer): () => Promise<void> {
+    if (this.#closePromise) throw new Error('WebSocketRoutes is closed: it cannot be mounted');
+    if (!this.#unmounts.has(server)) {
+      const routes = this;
+      const serverOnUpgrade = function serverOnUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+        if (routes.#dispatch(req, socket, head)) return;
+        // No route: the socket belongs to another 'upgrade' listener if there is one.
+        if (server.listenerCount('upgrade') > 1) return;
+        abortHandshake(socket, 404);
+      };
+      server.on('upgrade', serverOnUpgrade);
+      this.#unmounts.set(server, () => server.removeListener('upgrade', serverOnUpgrade));
+    }
+    return () => this.close();
+  }
+
+  /**
+   * A request handler that answers `heartbeat.stats()` as JSON: `app.get('/ws-stats', sockets.statsHandler)`.
+   * It works with plain `node:http` too.
+   */
+  readonly statsHandler = (_req: IncomingMessage, res: ServerResponse): void => {
+    const body = JSON.stringify(this.heartbeat.stats());
+    res.statusCode = 200;
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Content-Length', Buffer.byteLength(body));
+    res.end(body);
+  };
+
+  /**
+   * Shuts down: upgrades get 503 from now on, every connection gets close code 1001, those
+   * still open after their route's `closeTimeout` are destroyed (reason `'shutdown'`); once all
+   * are gone, the `'upgrade'` listeners are removed. Resolves then; `server.close()` can complete
+   * and nothing of this package keeps the process alive. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#router.close().then(() => {
+      for (const unmount of this.#unmounts.values()) unmount();
+      this.#unmounts.clear();
+    });
+    return this.#closePromise;
+  }
+
+  /** Matches a route as Express would and hands the upgrade to it; false when none matches. */
+  #dispatch(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const url = parseUrl(req);
+    const pathname = url?.pathname;
+    if (pathname == null) return false;
+    for (const route of this.#routes) {
+      let result: ReturnType<MatchFunction<RouteParams>>;
+      try {
+        result = route.match(pathname);
+      } catch (error) {
+        if (!(error instanceof BadRequest)) throw error;
+        abortHandshake(socket, 400);
+        return true;
+      }
+      if (result === false) continue;
+      const request = req as WebSocketRequest;
+      request.params = result.params;
+      // parseurl leaves the query a string; parse it as Express 5's default ("simple") parser does.
+      request.query = typeof url!.query === 'string' ? parseQuery(url!.query) : {};
+      this.#router.accept(route.path, req, socket, head, {});
+      return true;
+    }
+    return false;
+  }
+}
+
+export type { Heartbeat, HeartbeatOptions, OriginPolicy, RouteWsOptions } from '@ws-heartbeat/core';
