@@ -585,7 +585,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
 
   /** Arms the one timer for the next tick that holds a connection, aligned to the tick boundary. */
   private wake(): void {
-    const at = this.wheel.nextTickTime();
+    const at = this.wheel.nextTickTime(performance.now());
     if (at === Infinity) {
       this.clearTimer();
       return;

@@ -132,10 +132,16 @@ export class Wheel {
     return visited;
   }
 
-  /** The start time of the next tick whose slot holds an id, or `Infinity` when the wheel is empty. */
-  nextTickTime(): number {
+  /**
+   * The start time of the next tick whose slot holds an id, or `Infinity` when the wheel is empty.
+   * The scan starts at the tick of `now` when the wheel has not been advanced for a while: every
+   * id scheduled since then falls due at or after `now`, and a slot found earlier would be the same
+   * slot one revolution too early.
+   */
+  nextTickTime(now = -Infinity): number {
     if (this.size === 0) return Infinity;
-    for (let tick = this.cursor + 1; tick <= this.cursor + this.slots; tick++) {
+    const from = Math.max(this.cursor + 1, Math.floor(now / this.tickMs));
+    for (let tick = from; tick < from + this.slots; tick++) {
       if (this.heads[tick & this.mask] !== NONE) return tick * this.tickMs;
     }
     return Infinity;

@@ -126,6 +126,16 @@ describe('Wheel (fake clock)', () => {
     expect(visits).toEqual([4_000, 1]);
   });
 
+  test('after an idle spell, nextTickTime(now) is the id\'s own tick, not its slot one revolution earlier', () => {
+    const wheel = makeWheel(1);
+    wheel.advance(10, () => Infinity); // then nothing for 20 s: the cursor stays at tick 2
+    const now = 20_000;
+    wheel.schedule(0, now + 1_000);
+    expect(wheel.nextTickTime(now)).toBe(now + 1_000);
+    // Without the clock, the first tick after the stale cursor with the same slot is years too early.
+    expect(wheel.nextTickTime()).toBeLessThan(now);
+  });
+
   test('rejects a slot count that is not a power of two', () => {
     expect(() => new Wheel({ tickMs: 5, slots: 1000, start: 0 })).toThrow(TypeError);
   });

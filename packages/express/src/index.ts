@@ -112,6 +112,7 @@ interface Route {
 }
 
 const OPTION_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'caseSensitive', 'strict', 'onError']);
+const ROUTE_KEYS = new Set(['heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
 const TRAILING_SLASHES = /\/+$/;
 
 /** Express's param decoding: a bad percent escape is the client's error (400). */
@@ -180,6 +181,9 @@ export class WebSocketRoutes {
     const handler = typeof optionsOrHandler === 'function' ? optionsOrHandler : maybeHandler;
     if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError(`A route path must be a string starting with "/": got ${String(path)}`);
     if (typeof handler !== 'function') throw new TypeError(`The handler of ${path} must be a function`);
+    for (const key of Object.keys(options)) {
+      if (!ROUTE_KEYS.has(key)) throw new TypeError(`Unknown route option "${key}"`);
+    }
     let matcher: MatchFunction<RouteParams>;
     try {
       matcher = match<RouteParams>(this.#strict || path === '/' ? path : path.replace(TRAILING_SLASHES, ''), {
@@ -217,7 +221,7 @@ export class WebSocketRoutes {
         if (routes.#dispatch(req, socket, head)) return;
         // No route: the socket belongs to another 'upgrade' listener if there is one.
         if (server.listenerCount('upgrade') > 1) return;
-        abortHandshake(socket, 404);
+        abortHandshake(socket, routes.#closePromise ? 503 : 404);
       };
       server.on('upgrade', serverOnUpgrade);
       this.#unmounts.set(server, () => server.removeListener('upgrade', serverOnUpgrade));
