@@ -453,17 +453,20 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       sentAt = 0; // any frame after the ping answers it
       this.pingSentAt[id] = 0;
     }
+    // While a ping is out, the connection is looked at again at least once per interval (not only
+    // at its deadline), so that when a timeout longer than the interval is configured, an answer
+    // is noticed in time to send the next ping on schedule. Frames themselves stay one store.
     let next: number;
     if (sentAt > 0) {
       // A ping sent late (after a stall) still gets its full timeout.
       const deadline = Math.max(sentAt, lastSeen + options.interval) + options.timeout;
       if (now >= deadline) return this.judge(id, final, 'timeout');
-      next = deadline;
+      next = Math.min(deadline, now + options.interval);
     } else if (now >= lastSeen + options.interval - TICK_MS) {
       // Pinged in the tick that ends at or after t0 + interval: the verdict then falls due at
       // exactly t0 + interval + timeout.
       this.ping(id, ws, now);
-      next = Math.max(now, lastSeen + options.interval) + options.timeout;
+      next = Math.min(Math.max(now, lastSeen + options.interval) + options.timeout, now + options.interval);
     } else {
       next = lastSeen + options.interval - TICK_MS;
     }

@@ -200,6 +200,19 @@ describe('Heartbeat on real sockets', () => {
     }
   });
 
+  test('a healthy peer is pinged every interval, also when the timeout is longer than the interval', async () => {
+    const interval = ms(50);
+    const srv = await bed.server({ heartbeat: { interval, timeout: ms(300) } });
+    const healthy = await bed.client(srv.url('/?id=healthy'));
+    const window = ms(1500);
+    await sleep(Math.max(0, healthy.openedAt + window - now()));
+    // Each pong is the peer's last frame: the next ping goes out an interval after it.
+    const pings = healthy.pingTimes.filter((t) => t - healthy.openedAt <= window).length;
+    expect(pings).toBeGreaterThanOrEqual(0.7 * (window / interval));
+    expect(pings).toBeLessThanOrEqual(1.3 * (window / interval));
+    expect(srv.terminations).toEqual([]);
+  });
+
   test('a peer that sends a message every interval/3 is never pinged; an idle peer on the same server is', async () => {
     const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
     const chatty = await bed.client(srv.url('/?id=chatty'));
