@@ -105,6 +105,13 @@ const SHUTDOWN_CODE = 1001;
 const SHUTDOWN_REASON = 'Server shutting down';
 /** How often a route with `maxBufferedAmount` re-reads its connections' queues, at most. */
 const BUFFER_CHECK_MS = 1_000;
+/** How much earlier than its due time a new connection's first ping may go, at most, to keep ticks even. */
+const FIRST_PING_SPREAD_MS = 2_500;
+
+/** The window before its due time in which a new connection's first ping may be placed. */
+function firstPingSpread(options: ResolvedOptions): number {
+  return Math.min(options.interval / 4, FIRST_PING_SPREAD_MS);
+}
 const TEXT = { binary: false } as const;
 
 const emitOriginal = EventEmitter.prototype.emit;
@@ -145,6 +152,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private state = new Uint8Array(0);
   private profileOf = new Uint16Array(0);
   private lastSeen = new Float64Array(0);
+  private trackedAt = new Float64Array(0);
   private pingSentAt = new Float64Array(0);
   private closingSince = new Float64Array(0);
   private latestRtt = new Float64Array(0);
@@ -262,6 +270,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.profileOf[id] = index;
     this.state[id] = OPEN;
     this.lastSeen[id] = now;
+    this.trackedAt[id] = now;
     this.pingSentAt[id] = 0;
     this.closingSince[id] = 0;
     this.latestRtt[id] = NaN;
@@ -285,7 +294,11 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
 
     this.count += 1;
     profile.counters.connections += 1;
-    this.wheel.schedule(id, now + options.interval - TICK_MS);
+    // Connections that arrive together would otherwise be pinged together every interval from
+    // then on (each pong re-anchors t0). The first check goes to the least loaded tick of a window
+    // before the due time instead; the spread then persists through the pongs.
+    const due = now + options.interval - TICK_MS;
+    this.wheel.schedule(id, this.wheel.leastLoaded(due - firstPingSpread(options), due));
     this.emitSafely('connection', ws, profile.name);
 
     if (ws.readyState === WebSocket.CLOSING) this.markClosing(id);
@@ -366,6 +379,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.state = copy(this.state, new Uint8Array(capacity));
     this.profileOf = copy(this.profileOf, new Uint16Array(capacity));
     this.lastSeen = copy(this.lastSeen, new Float64Array(capacity));
+    this.trackedAt = copy(this.trackedAt, new Float64Array(capacity));
     this.pingSentAt = copy(this.pingSentAt, new Float64Array(capacity));
     this.closingSince = copy(this.closingSince, new Float64Array(capacity));
     this.latestRtt = copy(this.latestRtt, new Float64Array(capacity));
@@ -462,7 +476,12 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       const deadline = Math.max(sentAt, lastSeen + options.interval) + options.timeout;
       if (now >= deadline) return this.judge(id, final, 'timeout');
       next = Math.min(deadline, now + options.interval);
-    } else if (now >= lastSeen + options.interval - TICK_MS) {
+    } else if (
+      now >= lastSeen + options.interval - TICK_MS ||
+      // A connection that has sent nothing since it was tracked, at the check its first ping was
+      // spread to (see track()).
+      (lastSeen === this.trackedAt[id] && now >= lastSeen + options.interval - TICK_MS - firstPingSpread(options))
+    ) {
       // Pinged in the tick that ends at or after t0 + interval: the verdict then falls due at
       // exactly t0 + interval + timeout.
       this.ping(id, ws, now);

@@ -97,6 +97,21 @@ export class Wheel {
   }
 
   /**
+   * The start time of the least loaded tick from the one `schedule(id, from)` would use to the one
+   * `schedule(id, to)` would use; the latest on a tie, so an id goes exactly where `to` puts it
+   * when nothing needs spreading. Scans at most one revolution of slots.
+   */
+  leastLoaded(from: number, to: number): number {
+    const last = Math.max(Math.ceil(to / this.tickMs), this.cursor + 1);
+    const first = Math.max(Math.ceil(from / this.tickMs), this.cursor + 1, last - this.slots + 1);
+    let best = last;
+    for (let tick = last - 1; tick >= first; tick--) {
+      if (this.counts[tick & this.mask]! < this.counts[best & this.mask]!) best = tick;
+    }
+    return best * this.tickMs;
+  }
+
+  /**
    * Visits, tick by tick, every id due at or before `now` in the ticks since the last call.
    * After a stall longer than a revolution, one revolution is visited: that covers every slot.
    * `visit` must not schedule or cancel ids other than the one it is given.

@@ -213,6 +213,36 @@ describe('Heartbeat on real sockets', () => {
     expect(srv.terminations).toEqual([]);
   });
 
+  test('connections that arrive together get their first pings spread before their due time; a silent one still meets its bound', async () => {
+    const interval = ms(400);
+    const window = interval / 4; // the engine's spread window for this interval
+    const srv = await bed.server({ heartbeat: { interval, timeout: TIMEOUT } });
+    const hb = srv.hb!;
+    const firstPing = new Map<unknown, number>();
+    hb.on('ping', (ws) => {
+      if (!firstPing.has(ws)) firstPing.set(ws, now());
+    });
+    await Promise.all([bed.clientsOf(srv.url('/'), 200), bed.client(srv.url('/?id=silent'), { autoPong: false })]);
+    await srv.waitForConnections(201);
+    await waitFor(() => firstPing.size === 201, interval + ms(1000), 'every first ping');
+
+    const offsets = srv.connections.map((c) => firstPing.get(c.ws)! - c.trackedAt);
+    // Never earlier than the window, never later than the due time (plus timer slop) ...
+    for (const offset of offsets) {
+      expect(offset).toBeGreaterThanOrEqual(interval - TICK_MS - window - EPSILON);
+      expect(offset).toBeLessThanOrEqual(interval + SLOP);
+    }
+    // ... and spread: a burst does not all land in its due tick.
+    expect(Math.min(...offsets)).toBeLessThan(interval - window / 2);
+
+    await waitFor(() => srv.terminations.length > 0, interval + TIMEOUT + ms(1000), 'the silent peer to be terminated');
+    const silent = srv.byId('silent');
+    const terminatedAfter = srv.terminations[0]!.at - silent.trackedAt;
+    expect(srv.terminations.map((t) => t.conn?.id)).toEqual(['silent']);
+    expect(terminatedAfter).toBeGreaterThanOrEqual(interval + TIMEOUT - EPSILON);
+    expect(terminatedAfter).toBeLessThanOrEqual(interval + TIMEOUT + SLOP);
+  });
+
   test('a peer that sends a message every interval/3 is never pinged; an idle peer on the same server is', async () => {
     const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
     const chatty = await bed.client(srv.url('/?id=chatty'));

@@ -136,6 +136,31 @@ describe('Wheel (fake clock)', () => {
     expect(wheel.nextTickTime()).toBeLessThan(now);
   });
 
+  test('leastLoaded spreads a burst that falls due together evenly over its window, and leaves a lone id at its due time', () => {
+    const wheel = makeWheel(1_001);
+    const due = 10_000;
+    const window = 500; // 100 ticks
+    wheel.schedule(1_000, wheel.leastLoaded(due - window, due));
+    expect(wheel.nextTickTime(due - window)).toBe(due); // nothing to spread: as late as allowed
+    for (let id = 0; id < 1_000; id++) wheel.schedule(id, wheel.leastLoaded(due - window, due));
+    const loads: number[] = [];
+    for (let tick = (due - window) / TICK; tick <= due / TICK; tick++) loads.push(wheel.load(tick));
+    expect(loads.reduce((a, b) => a + b, 0)).toBe(1_001);
+    expect(Math.max(...loads)).toBeLessThanOrEqual(Math.ceil(1_001 / loads.length) + 1);
+    // Every id is visited inside the window, none before it.
+    let first = Infinity;
+    let last = -Infinity;
+    for (let now = 0; now <= due + TICK; now += TICK) {
+      wheel.advance(now, (_id, t) => {
+        first = Math.min(first, t);
+        last = Math.max(last, t);
+        return Infinity;
+      });
+    }
+    expect(first).toBeGreaterThanOrEqual(due - window);
+    expect(last).toBeLessThanOrEqual(due);
+  });
+
   test('rejects a slot count that is not a power of two', () => {
     expect(() => new Wheel({ tickMs: 5, slots: 1000, start: 0 })).toThrow(TypeError);
   });
