@@ -11,7 +11,6 @@
  *
  * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -23,6 +22,15 @@ import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
 import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/express';
 import { openClient, openClients, type TestClient } from '../../../test/helpers/clients';
 import { ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import {
+  HELD_CLIENTS,
+  REGISTER_TS,
+  childMessage,
+  expectRoutesKeepTheirOwnHeartbeat,
+  firstMessage,
+  forkChild,
+  within,
+} from '../../../test/helpers/harness';
 import { requestUpgrade, type UpgradeResult } from '../../../test/helpers/upgrade';
 import type { AppChildConfig, AppChildMessage } from './fixtures/app-child';
 
@@ -36,7 +44,6 @@ const EPSILON = 1;
 const SLOP = ms(60);
 
 const FIXTURES = path.join(__dirname, 'fixtures');
-const REGISTER_TS = path.join(__dirname, '../../core/test/fixtures/register.js');
 
 /** Cleanup steps of the running test, run last-in first-out. */
 const teardown: (() => unknown)[] = [];
@@ -122,26 +129,7 @@ async function client(url: string, options?: ClientOptions): Promise<TestClient>
   return opened;
 }
 
-/** The first message a client receives, as text. */
-async function firstMessage(c: TestClient): Promise<string> {
-  await waitFor(() => c.messages.length > 0 || c.closeInfo !== null, ms(2000), 'a message from the server');
-  const first = c.messages[0];
-  if (first === undefined) throw new Error(`closed with ${c.closeInfo?.code} before any message`);
-  return first.data.toString();
-}
 
-/** `promise`, or a rejection naming `what` once `timeout` ms passed without it settling. */
-async function within<T>(promise: Promise<T>, timeout: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${timeout} ms waiting for ${what}`)), timeout);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A refusal as the raw bytes show it: that status, never a 101, and the server closed its socket. */
 function expectRefused(answer: UpgradeResult, status: number): void {
@@ -196,40 +184,6 @@ function declareTwins(sockets: WebSocketRoutes, app: Express, paths: string[]): 
 
 // ---- child processes -------------------------------------------------------------------
 
-interface Child<M> {
-  process: ChildProcess;
-  /** Every IPC message, with the time it arrived. */
-  messages: Array<{ message: M; at: number }>;
-  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null;
-}
-
-function forkChild<M>(file: string, args: string[], execArgv: string[] = []): Child<M> {
-  const child: Child<M> = {
-    process: fork(path.join(FIXTURES, file), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-    messages: [],
-    exit: null,
-  };
-  child.process.on('message', (message) => child.messages.push({ message: message as M, at: now() }));
-  child.process.on('exit', (code, signal) => {
-    child.exit = { code, signal, at: now() };
-  });
-  // Children never outlive their test; a stopped one is continued first, then killed.
-  teardown.push(async () => {
-    if (child.exit !== null) return;
-    child.process.kill('SIGCONT');
-    child.process.kill('SIGKILL');
-    await waitFor(() => child.exit !== null, ms(5000), 'the child to exit');
-  });
-  return child;
-}
-
-async function childMessage<M extends { type: string }>(child: Child<M>, type: M['type'], timeout: number): Promise<{ message: M; at: number }> {
-  const find = () => child.messages.find((m) => m.message.type === type);
-  await waitFor(() => find() !== undefined || child.exit !== null, timeout, `a '${type}' message from the child`);
-  const found = find();
-  if (found === undefined) throw new Error(`the child exited (${JSON.stringify(child.exit)}) before sending '${type}'`);
-  return found;
-}
 
 // ---- tests -------------------------------------------------------------------------------
 
@@ -242,49 +196,7 @@ describe('@ws-heartbeat/express', () => {
       s.route('/fast', { heartbeat: { interval: fastInterval, timeout: TIMEOUT } }, () => {});
       s.route('/slow', { heartbeat: { interval: slowInterval, timeout: TIMEOUT } }, () => {});
     });
-    const terminations: Array<{ route: string; reason: TerminateReason }> = [];
-    sockets.heartbeat.on('terminate', (_ws, reason, route) => terminations.push({ route, reason }));
-
-    const [fast, slow, silentFast, silentSlow] = await Promise.all([
-      client(url('/fast')),
-      client(url('/slow')),
-      client(url('/fast'), { autoPong: false }),
-      client(url('/slow'), { autoPong: false }),
-    ]);
-
-    // A silent peer's last frame is its handshake: the engine's t0 is no later than the client's open.
-    for (const [silent, interval] of [
-      [silentFast!, fastInterval],
-      [silentSlow!, slowInterval],
-    ] as const) {
-      const bound = interval + TIMEOUT;
-      const { code, at } = await within(silent.closed, bound + ms(1000), 'the silent peer to be terminated');
-      expect(code).toBe(1006);
-      expect(at - silent.openedAt).toBeGreaterThanOrEqual(bound - EPSILON);
-      expect(at - silent.openedAt).toBeLessThanOrEqual(bound + SLOP);
-      expect(silent.pings).toBe(1);
-    }
-    expect(terminations).toEqual(
-      expect.arrayContaining([
-        { route: '/fast', reason: 'timeout' },
-        { route: '/slow', reason: 'timeout' },
-      ]),
-    );
-
-    // Healthy peers: pings counted over the same window from each one's open.
-    const window = ms(2000);
-    const openedLast = Math.max(fast!.openedAt, slow!.openedAt);
-    await sleep(Math.max(0, openedLast + window - now()));
-    const pingsIn = (c: TestClient) => c.pingTimes.filter((t) => t - c.openedAt <= window).length;
-    const fastExpected = window / fastInterval;
-    const slowExpected = window / slowInterval;
-    expect(pingsIn(fast!)).toBeGreaterThanOrEqual(0.7 * fastExpected);
-    expect(pingsIn(fast!)).toBeLessThanOrEqual(1.3 * fastExpected);
-    expect(pingsIn(slow!)).toBeGreaterThanOrEqual(0.7 * slowExpected);
-    expect(pingsIn(slow!)).toBeLessThanOrEqual(1.3 * slowExpected);
-    expect(fast!.ws.readyState).toBe(WebSocket.OPEN);
-    expect(slow!.ws.readyState).toBe(WebSocket.OPEN);
-    expect(terminations).toHaveLength(2);
+    await expectRoutesKeepTheirOwnHeartbeat({ heartbeat: sockets.heartbeat, url, client, fastInterval, slowInterval, timeout: TIMEOUT, epsilon: EPSILON, slop: SLOP });
 
     const { routes } = sockets.heartbeat.stats();
     expect(routes['/fast']).toMatchObject({ connections: 1, terminations: { timeout: 1 } });
@@ -465,7 +377,7 @@ describe('@ws-heartbeat/express', () => {
     const terminations: TerminateReason[] = [];
     sockets.heartbeat.on('terminate', (_ws, reason) => terminations.push(reason));
 
-    const held = forkChild<{ type: 'ready' } | { type: 'error'; message: string }>('held-clients.js', [url('/ws'), '5']);
+    const held = forkChild<{ type: 'ready' } | { type: 'error'; message: string }>(teardown, HELD_CLIENTS, [url('/ws'), '5']);
     const ready = await childMessage(held, 'ready', ms(10_000)).catch((error: unknown) => {
       throw new Error(`${String(error)}; child said ${JSON.stringify(held.messages)}`);
     });
@@ -500,7 +412,7 @@ describe('@ws-heartbeat/express', () => {
 
   test('a process running an Express app exits by itself within closeTimeout + 1 s of sockets.close()', async () => {
     const config: AppChildConfig = { healthy: 5, silent: 2, ignoring: 2, closeTimeout: CLOSE_TIMEOUT };
-    const child = forkChild<AppChildMessage>('app-child.ts', [JSON.stringify(config)], ['--require', REGISTER_TS]);
+    const child = forkChild<AppChildMessage>(teardown, path.join(FIXTURES, 'app-child.ts'), [JSON.stringify(config)], ['--require', REGISTER_TS]);
     const closing = await childMessage(child, 'closing', ms(20_000));
     const limit = CLOSE_TIMEOUT + ms(1000);
 

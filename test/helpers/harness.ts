@@ -1,0 +1,145 @@
+/**
+ * Pieces shared by the adapter suites (packages/fastify/test, packages/express/test): child
+ * processes with IPC, bounded waits, and the per-route heartbeat check both adapters must pass.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { WebSocket, type ClientOptions } from 'ws';
+import type { Heartbeat, TerminateReason } from '@ws-heartbeat/core';
+import type { TestClient } from './clients';
+import { ms, now, sleep, waitFor } from './time';
+
+/** Cleanup steps of the running test, run last-in first-out by the suite's afterEach. */
+export type Teardown = (() => unknown)[];
+
+/** A program that opens `count` ws clients to `url`, says `{ type: 'ready' }` and then only waits. */
+export const HELD_CLIENTS = path.join(__dirname, 'held-clients.js');
+
+/** The loader that lets a child process run a `.ts` file (see its header). */
+export const REGISTER_TS = path.join(__dirname, '../../packages/core/test/fixtures/register.js');
+
+/** `promise`, or a rejection naming `what` once `timeout` ms passed without it settling. */
+export async function within<T>(promise: Promise<T>, timeout: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeout} ms waiting for ${what}`)), timeout);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The first message a client receives, as text. */
+export async function firstMessage(c: TestClient): Promise<string> {
+  await waitFor(() => c.messages.length > 0 || c.closeInfo !== null, ms(2000), 'a message from the server');
+  const first = c.messages[0];
+  if (first === undefined) throw new Error(`closed with ${c.closeInfo?.code} before any message`);
+  return first.data.toString();
+}
+
+export interface Child<M> {
+  process: ChildProcess;
+  /** Every IPC message, with the time it arrived. */
+  messages: Array<{ message: M; at: number }>;
+  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null;
+}
+
+/** Forks `file` with IPC; the child never outlives the test (a stopped one is continued, then killed). */
+export function forkChild<M>(teardown: Teardown, file: string, args: string[], execArgv: string[] = []): Child<M> {
+  const child: Child<M> = {
+    process: fork(file, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    messages: [],
+    exit: null,
+  };
+  child.process.on('message', (message) => child.messages.push({ message: message as M, at: now() }));
+  child.process.on('exit', (code, signal) => {
+    child.exit = { code, signal, at: now() };
+  });
+  teardown.push(async () => {
+    if (child.exit !== null) return;
+    child.process.kill('SIGCONT');
+    child.process.kill('SIGKILL');
+    await waitFor(() => child.exit !== null, ms(5000), 'the child to exit');
+  });
+  return child;
+}
+
+/** Waits for the first IPC message of `type`; fails early if the child exits first. */
+export async function childMessage<M extends { type: string }>(child: Child<M>, type: M['type'], timeout: number): Promise<{ message: M; at: number }> {
+  const find = () => child.messages.find((m) => m.message.type === type);
+  await waitFor(() => find() !== undefined || child.exit !== null, timeout, `a '${type}' message from the child`);
+  const found = find();
+  if (found === undefined) throw new Error(`the child exited (${JSON.stringify(child.exit)}) before sending '${type}'`);
+  return found;
+}
+
+/** What {@link expectRoutesKeepTheirOwnHeartbeat} needs from an adapter's test application. */
+export interface TwoRouteApp {
+  /** The adapter's engine. */
+  heartbeat: Heartbeat;
+  /** `ws://…` of a path. */
+  url: (path: string) => string;
+  /** Opens a client that the suite closes after the test. */
+  client: (url: string, options?: ClientOptions) => Promise<TestClient>;
+  /** The intervals the app's `/fast` and `/slow` routes were declared with; both with `timeout`. */
+  fastInterval: number;
+  slowInterval: number;
+  timeout: number;
+  /** Bounds of the suite: clock granularity and one tick plus slop. */
+  epsilon: number;
+  slop: number;
+}
+
+/**
+ * The check every adapter passes: on an app with routes `/fast` and `/slow` (adapter defaults
+ * set far away, so ignored route settings would show), each route pings its healthy peer at its
+ * own rate and terminates its silent peer inside its own bound.
+ */
+export async function expectRoutesKeepTheirOwnHeartbeat(app: TwoRouteApp): Promise<void> {
+  const { heartbeat, url, client, fastInterval, slowInterval, timeout, epsilon, slop } = app;
+  const terminations: Array<{ route: string; reason: TerminateReason }> = [];
+  heartbeat.on('terminate', (_ws, reason, route) => terminations.push({ route, reason }));
+
+  const [fast, slow, silentFast, silentSlow] = await Promise.all([
+    client(url('/fast')),
+    client(url('/slow')),
+    client(url('/fast'), { autoPong: false }),
+    client(url('/slow'), { autoPong: false }),
+  ]);
+
+  // A silent peer's last frame is its handshake: the engine's t0 is no later than the client's open.
+  for (const [silent, interval] of [
+    [silentFast!, fastInterval],
+    [silentSlow!, slowInterval],
+  ] as const) {
+    const bound = interval + timeout;
+    const { code, at } = await within(silent.closed, bound + ms(1000), 'the silent peer to be terminated');
+    expect(code).toBe(1006);
+    expect(at - silent.openedAt).toBeGreaterThanOrEqual(bound - epsilon);
+    expect(at - silent.openedAt).toBeLessThanOrEqual(bound + slop);
+    expect(silent.pings).toBe(1);
+  }
+  expect(terminations).toEqual(
+    expect.arrayContaining([
+      { route: '/fast', reason: 'timeout' },
+      { route: '/slow', reason: 'timeout' },
+    ]),
+  );
+
+  // Healthy peers: pings counted over the same window from each one's open.
+  const window = ms(2000);
+  const openedLast = Math.max(fast!.openedAt, slow!.openedAt);
+  await sleep(Math.max(0, openedLast + window - now()));
+  const pingsIn = (c: TestClient) => c.pingTimes.filter((t) => t - c.openedAt <= window).length;
+  const fastExpected = window / fastInterval;
+  const slowExpected = window / slowInterval;
+  expect(pingsIn(fast!)).toBeGreaterThanOrEqual(0.7 * fastExpected);
+  expect(pingsIn(fast!)).toBeLessThanOrEqual(1.3 * fastExpected);
+  expect(pingsIn(slow!)).toBeGreaterThanOrEqual(0.7 * slowExpected);
+  expect(pingsIn(slow!)).toBeLessThanOrEqual(1.3 * slowExpected);
+  expect(fast!.ws.readyState).toBe(WebSocket.OPEN);
+  expect(slow!.ws.readyState).toBe(WebSocket.OPEN);
+  expect(terminations).toHaveLength(2);
+}
