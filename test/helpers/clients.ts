@@ -380,6 +380,23 @@ export interface PeerMix {
   ignoring: number;
 }
 
+/** What a shutdown child process is told: which peers to hold, and the close timeout to use. */
+export interface ShutdownConfig extends PeerMix {
+  closeTimeout: number;
+}
+
+/** What a shutdown child process reports: when it starts closing, and what closing took. */
+export type ShutdownReport<Extra = unknown> =
+  | { type: 'closing' }
+  | ({
+      type: 'closed';
+      /** ms from the start of the close until it resolved */
+      closeMs: number;
+      /** connections the engine still tracked afterwards */
+      size: number;
+      terminations: Partial<Record<TerminateReason, number>>;
+    } & Extra);
+
 /**
  * Opens the peers of a shutdown test against `ws://127.0.0.1:<port><path>`, then waits (up to
  * 10 s) until `tracked()` reports them all. Used by the child processes whose exit is measured.

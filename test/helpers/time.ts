@@ -16,6 +16,15 @@ export function ms(n: number): number {
   return Math.round(n * TIME_SCALE);
 }
 
+/** The engine's clock and performance.now() may round differently: 1 ms of granularity. */
+export const EPSILON = 1;
+
+/** How late a bound may be met: one tick of the wheel (5 ms) plus timer and loopback slop. */
+export const SLOP = ms(60);
+
+/** Longer than any test runs: a heartbeat setting that must never act in that test. */
+export const NEVER = ms(30_000);
+
 /** Resolves after `n` real milliseconds (not scaled: pass `ms(n)` for a scaled wait). */
 export function sleep(n: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, n));

@@ -12,18 +12,12 @@ import path from 'node:path';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Heartbeat, TICK_MS, type HeartbeatOptions } from '@ws-heartbeat/core';
 import { OPCODE, TestBed, closePayload, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
-import { ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
 
 const INTERVAL = ms(200);
 const TIMEOUT = ms(100);
 const CLOSE_TIMEOUT = ms(300);
-/** Longer than any test here runs: for tests where only closeTimeout or backpressure may act. */
-const NEVER = ms(30_000);
-/** The engine's clock and performance.now() may round differently: 1 ms of granularity. */
-const EPSILON = 1;
-/** One tick of the wheel (5 ms) plus timer and loopback slop. */
-const SLOP = ms(60);
 const MiB = 1024 * 1024;
 
 const FIXTURES = path.join(__dirname, 'fixtures');

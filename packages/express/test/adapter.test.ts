@@ -21,7 +21,7 @@ import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
 import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/express';
 import { openClient, openClients, type TestClient } from '../../../test/helpers/clients';
-import { ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import {
   HELD_CLIENTS,
   REGISTER_TS,
@@ -36,12 +36,6 @@ import type { AppChildConfig, AppChildMessage } from './fixtures/app-child';
 
 const TIMEOUT = ms(100);
 const CLOSE_TIMEOUT = ms(300);
-/** Longer than any test here runs: for tests where no heartbeat verdict may interfere. */
-const NEVER = ms(30_000);
-/** The engine's clock and performance.now() may round differently: 1 ms of granularity. */
-const EPSILON = 1;
-/** One tick of the wheel (5 ms) plus timer and loopback slop. */
-const SLOP = ms(60);
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 
