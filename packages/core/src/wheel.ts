@@ -87,10 +87,6 @@ export class Wheel {
     if (id < this.slotOf.length && this.slotOf[id] !== NONE) this.unlink(id);
   }
 
-  isScheduled(id: number): boolean {
-    return id < this.slotOf.length && this.slotOf[id] !== NONE;
-  }
-
   /** Number of ids in the slot that tick `tick` visits. */
   load(tick: number): number {
     return this.counts[tick & this.mask]!;
