@@ -1,0 +1,100 @@
+// A load process: opens its share of the connections in batches and keeps them healthy (they
+// answer pings, or for the npm package send its app-level pings) until told that some go silent.
+// A silent peer stops reading and writing at its given time, as a hung process would; the last
+// time it handed bytes to its socket is its last frame.
+import { createRequire } from 'node:module';
+import WebSocket from 'ws';
+import { io } from 'socket.io-client';
+import { NPM_PING } from './contenders.mjs';
+import { nowMs, serve, sleep } from './lib.mjs';
+
+const require = createRequire(import.meta.url);
+const { url, client, healthy, silent, batch, interval, timeout } = JSON.parse(process.argv[2]);
+
+const silentPeers = new Map(); // id → { socket, lastFrameAt }
+let healthyCloses = 0;
+let shuttingDown = false;
+
+/** Opens one peer; resolves with its raw TCP socket once it is open. */
+function open(kind, id) {
+  const query = id === undefined ? `kind=${kind}` : `kind=${kind}&id=${id}`;
+  return new Promise((resolve, reject) => {
+    const onClose = () => {
+      if (kind === 'h' && !shuttingDown) healthyCloses += 1;
+    };
+    if (client === 'socket.io') {
+      const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, query: { kind, id } });
+      socket.once('connect', () => resolve(socket.io.engine.transport.ws._socket));
+      socket.once('connect_error', reject);
+      socket.on('disconnect', onClose);
+      return;
+    }
+    // Silent-to-be peers answer pings themselves, so that they can stop (autoPong off).
+    const ws = new WebSocket(`${url}/?${query}`, { autoPong: kind !== 's' });
+    if (kind === 's') ws.on('ping', (data) => ws.pong(data));
+    if (client === 'npm') {
+      const { setWsHeartbeat } = require('ws-heartbeat-npm/client');
+      setWsHeartbeat(ws, NPM_PING, { pingInterval: interval, pingTimeout: interval + timeout });
+    }
+    ws.once('open', () => resolve(ws._socket));
+    ws.once('error', reject);
+    ws.on('close', onClose);
+  });
+}
+
+async function openSilent(id) {
+  const socket = await open('s', id);
+  const peer = { socket, lastFrameAt: nowMs(), silent: false };
+  const { write } = socket;
+  socket.write = function (...args) {
+    if (peer.silent) return true;
+    peer.lastFrameAt = nowMs();
+    return write.apply(this, args);
+  };
+  silentPeers.set(id, peer);
+}
+
+/**
+ * From now on the peer neither reads nor writes nor closes, like a hung process: client
+ * libraries with timers of their own (socket.io-client, the npm package's client) would
+ * otherwise close the connection themselves when the server's heartbeats stop arriving.
+ */
+function silence(peer) {
+  peer.silent = true;
+  peer.socket.pause();
+  peer.socket.end = peer.socket.destroy = () => peer.socket;
+}
+
+// Silent peers are spread through the batches like the healthy ones.
+const total = healthy + silent.length;
+const order = [];
+for (let i = 0, s = 0; i < total; i++) {
+  const silentHere = Math.floor(((i + 1) * silent.length) / total) > s;
+  order.push(silentHere ? silent[s++] : undefined);
+}
+let failed = 0;
+for (let start = 0; start < total; start += batch) {
+  const opening = order.slice(start, start + batch).map((id) => (id === undefined ? open('h') : openSilent(id)));
+  const results = await Promise.allSettled(opening);
+  failed += results.filter((r) => r.status === 'rejected').length;
+  await sleep(10);
+}
+
+serve({
+  silence: ({ at }) => {
+    for (const [id, time] of Object.entries(at)) {
+      const peer = silentPeers.get(id);
+      setTimeout(() => silence(peer), time - nowMs());
+    }
+    return {};
+  },
+  lastFrames: () => ({ lastFrameAt: Object.fromEntries([...silentPeers].map(([id, peer]) => [id, peer.lastFrameAt])) }),
+  closes: () => ({ healthyCloses }),
+  exit: () => {
+    shuttingDown = true;
+    setImmediate(() => process.exit(0));
+    return {};
+  },
+});
+
+process.send({ ready: true, opened: total - failed, failed });

@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+// Renders benchmark results as Markdown: the table of every run, the ratios ours ÷ each peer,
+// and the targets. `node bench/report.mjs [results.json]` rewrites BENCHMARKS.md from a results
+// file (bench/results/latest.json by default) without running anything.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const OURS = 'ws-heartbeat';
+const here = dirname(fileURLToPath(import.meta.url));
+
+const fmt = (value, digits = 2) => (value === null || value === undefined || Number.isNaN(value) ? '–' : value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 }));
+const ratio = (a, b) => (a === null || b === null || b === 0 || a === undefined || b === undefined ? null : a / b);
+const times = (value) => (value === null ? '–' : `${fmt(value, value < 10 ? 2 : 1)}×`);
+
+function detectionCell(run) {
+  if (run.boundMs === null) return 'never';
+  if (!run.detectionMs) return `0 / ${run.silentPeers}`;
+  const { min, median, max } = run.detectionMs;
+  const missed = run.silentPeers - run.detected;
+  return `${fmt(min, 0)} / ${fmt(median, 0)} / ${fmt(max, 0)}${missed > 0 ? ` (${missed} never)` : ''}`;
+}
+
+/** One Markdown table per N: every contender's figures. */
+export function renderTable({ runs }) {
+  const lines = [];
+  for (const n of [...new Set(runs.map((r) => r.connections))]) {
+    lines.push(`#### N = ${n.toLocaleString('en-US')} connections`, '');
+    lines.push('| contender | probe RTT p50 / p99 / max (ms) | heartbeat CPU per interval (ms) | heap per connection above `none` (bytes) | detection min / median / max (ms) | promised bound (ms) | worst ÷ bound | false terminations |');
+    lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of runs.filter((run) => run.connections === n)) {
+      const name = r.contender === OURS ? `**${OURS}**` : r.contender;
+      const lost = r.probeLost > 0 ? ` (${r.probeLost} lost)` : '';
+      lines.push(
+        `| ${name} | ${fmt(r.probeRttP50Ms)} / ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)}${lost} | ${fmt(r.cpuMsPerInterval)} | ${fmt(r.heapBytesPerConnection, 0)} | ${detectionCell(r)} | ${r.boundMs ?? '–'} | ${r.detectionRatio ? fmt(r.detectionRatio.max) : '–'} | ${r.falseTerminations} |`,
+      );
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+/** Ours ÷ each peer at each N: below 1 means ours is lower (better) on that figure. */
+export function renderRatios({ runs }) {
+  const lines = [
+    '| N | peer | probe p99 | probe max | heartbeat CPU | heap above `none` | worst detection ÷ bound |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const n of [...new Set(runs.map((r) => r.connections))]) {
+    const ours = runs.find((r) => r.connections === n && r.contender === OURS);
+    if (!ours) continue;
+    for (const peer of runs.filter((r) => r.connections === n && r.contender !== OURS)) {
+      const cpu = peer.contender === 'none' ? null : ratio(ours.cpuMsPerInterval, peer.cpuMsPerInterval);
+      const heap = peer.contender === 'none' ? null : ratio(ours.heapBytesPerConnection, peer.heapBytesPerConnection);
+      const detection = ratio(ours.detectionRatio?.max, peer.detectionRatio?.max);
+      lines.push(
+        `| ${n.toLocaleString('en-US')} | ${peer.contender} | ${times(ratio(ours.probeRttP99Ms, peer.probeRttP99Ms))} | ${times(ratio(ours.probeRttMaxMs, peer.probeRttMaxMs))} | ${times(cpu)} | ${times(heap)} | ${times(detection)} |`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+/** The issue's targets at the largest N, each with the measured figure and met / missed. */
+export function renderTargets({ runs }) {
+  const n = Math.max(...runs.map((r) => r.connections));
+  const at = (name) => runs.find((r) => r.connections === n && r.contender === name);
+  const ours = at(OURS);
+  const readme = at('ws-readme');
+  if (!ours) return `No run of ${OURS} at N = ${n}.`;
+  const rows = [];
+  const add = (goal, measured, met) => rows.push(`| ${goal} | ${measured} | ${met === null ? '–' : met ? 'met' : '**missed**'} |`);
+  if (readme) {
+    const p99 = ratio(ours.probeRttP99Ms, readme.probeRttP99Ms);
+    add('probe RTT p99 ≤ 1/20 of `ws-readme`', `${fmt(ours.probeRttP99Ms)} ms vs ${fmt(readme.probeRttP99Ms)} ms (${times(p99)})`, p99 === null ? null : p99 <= 1 / 20);
+    const cpu = ratio(ours.cpuMsPerInterval, readme.cpuMsPerInterval);
+    add('heartbeat CPU per interval ≤ 1.2 × `ws-readme`', `${fmt(ours.cpuMsPerInterval)} ms vs ${fmt(readme.cpuMsPerInterval)} ms (${times(cpu)})`, cpu === null ? null : cpu <= 1.2);
+  }
+  add('heap per connection ≤ 200 bytes above `none`', `${fmt(ours.heapBytesPerConnection, 0)} bytes`, ours.heapBytesPerConnection === null ? null : ours.heapBytesPerConnection <= 200);
+  const inside = ours.detectionRatio ? ours.detected === ours.silentPeers && ours.detectionRatio.max <= 1 : false;
+  add('100% of silent peers detected inside our bound', `${ours.detected} of ${ours.silentPeers}, worst ${ours.detectionRatio ? fmt(ours.detectionRatio.max, 3) : '–'} × bound`, inside);
+  add('zero false terminations', String(ours.falseTerminations), ours.falseTerminations === 0);
+  return [`At N = ${n.toLocaleString('en-US')}:`, '', '| target | measured | |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
+export function renderMarkdown(results, { resultsPath }) {
+  const { machine, settings } = results;
+  const analysisFile = join(here, 'analysis.md');
+  const analysis = existsSync(analysisFile) ? readFileSync(analysisFile, 'utf8').trim() : '';
+  return `<!-- Generated by bench/run.mjs --full (or node bench/report.mjs) from ${resultsPath}; edit bench/report.mjs or bench/analysis.md instead. -->
+# Benchmarks
+
+\`@ws-heartbeat/core\` against what users would pick instead, side by side in one run on one
+machine, every contender under the same client load.
+
+## How to run
+
+\`\`\`sh
+npx -y pnpm@10 install
+npx -y pnpm@10 bench             # quick: N = 1,000, about five minutes → bench/results/quick.json
+npx -y pnpm@10 bench -- --full   # N = 1,000, 5,000, 10,000, 19,000 → bench/results/latest.json and this file
+\`\`\`
+
+Options: \`--connections 1000,5000\`, \`--contenders none,ws-readme,ws-heartbeat\`, \`--interval\`,
+\`--timeout\` (ms), \`--window\` (intervals measured). \`node bench/report.mjs\` rewrites this
+file from \`bench/results/latest.json\`.
+
+## The contenders
+
+| id | what |
+| --- | --- |
+| \`none\` | \`ws\` with no heartbeat: the floor |
+| \`ws-readme\` | the \`ws\` README recipe: one \`setInterval\` over \`wss.clients\`, an \`isAlive\` flag per client |
+| \`ws-heartbeat-npm\` | the \`ws-heartbeat\` package from npm (${machine['ws-heartbeat (npm)']}), as its README shows: clients send app-level pings every I, the server \`close()\`s connections silent for I + T |
+| \`per-connection-timers\` | a \`setTimeout\` per connection, engine.io style: ping I after the last pong, terminate T after the ping |
+| \`socket.io\` | socket.io ${machine['socket.io']} with \`socket.io-client\` peers, websocket transport, \`pingInterval\` = I, \`pingTimeout\` = T |
+| **\`ws-heartbeat\`** | ours: \`@ws-heartbeat/core\`'s \`Heartbeat\` on the same \`WebSocketServer\` |
+
+Settings: interval I = ${settings.interval} ms, timeout T = ${settings.timeout} ms. Every run sees
+more than 30 intervals: ${settings.cpuIntervals} for CPU, ${settings.windowIntervals} for the probe, plus settling, detection and the stall.
+
+## How each figure is taken
+
+- **Probe RTT**: a separate process sends a small message at exponential gaps (mean 5 ms) on
+  its own connection and the server echoes it, for ${settings.windowIntervals} intervals. A server
+  that blocks its event loop shows up as late echoes.
+- **Heartbeat CPU per interval**: the server's \`process.cpuUsage()\` (user + system) over
+  ${settings.cpuIntervals} quiet intervals before the probe starts, per interval, minus \`none\`'s
+  at the same N.
+- **Heap per connection above \`none\`**: \`heapUsed + arrayBuffers\` after \`global.gc()\`, with
+  N connections minus before any, per connection, minus \`none\`'s. Typed arrays count: they
+  live outside the JS heap.
+- **Detection**: 5% of the peers go silent (stop reading and writing, as a hung process would) at
+  known times spread over one interval; the time from each one's last frame to the server's
+  \`close\` event, min / median / max, and the worst divided by the contender's own promised bound.
+- **False terminations**: healthy peers closed after the server busy-waits for
+  ${fmt(settings.stallMs, 0)} ms (3 × (I + T)), starting in the event-loop turn right after a
+  heartbeat frame went out, while the answers are in flight.
+- Load: connections opened in batches of ${settings.batch} from processes of at most
+  ${settings.perProcess.toLocaleString('en-US')} connections each (the open-file limit is 20,000 per process).
+
+## Machine
+
+${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; ${machine.os}; Node ${machine.node}; \`ws\` ${machine.ws}; commit ${machine.commit ?? 'unknown'}; ${machine.date.slice(0, 10)}.
+
+## Results
+
+${renderTable(results)}
+## Ours ÷ each peer
+
+Below 1× means ours is lower, which is better for every column.
+
+${renderRatios(results)}
+
+## Targets
+
+${renderTargets(results)}
+${analysis ? `\n${analysis}\n` : ''}`;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const file = resolve(process.argv[2] ?? join(here, 'results', 'latest.json'));
+  const target = join(here, '..', 'BENCHMARKS.md');
+  writeFileSync(target, renderMarkdown(JSON.parse(readFileSync(file, 'utf8')), { resultsPath: relative(dirname(target), file) }));
+  console.error(`wrote ${relative(process.cwd(), target)}`);
+}

@@ -1,0 +1,246 @@
+#!/usr/bin/env node
+// The benchmark: every contender, side by side, under the same client load, in one run.
+//
+//   pnpm bench                 quick: N = 1,000 → bench/results/quick.json, table on stdout
+//   pnpm bench -- --full       N = 1,000, 5,000, 10,000, 19,000 → bench/results/latest.json and BENCHMARKS.md
+//
+// For each N and contender: a server process (--expose-gc), load processes of at most 10,000
+// connections each (the open-file limit is 20,000 per process), and a probe process. Phases:
+// open N connections in batches → settle → server CPU over a quiet window → probe RTT window →
+// heap after gc → 5% of the peers go silent at known times (detection) → the server busy-waits for
+// 3 × (I + T) right after a heartbeat frame (false terminations).
+import { fork, execSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { contenders } from './contenders.mjs';
+import { nowMs, ready, request, round, sleep, spread } from './lib.mjs';
+import { renderMarkdown, renderTable } from './report.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((arg) => arg !== '--'),
+  options: {
+    full: { type: 'boolean', default: false },
+    connections: { type: 'string' },
+    contenders: { type: 'string' },
+    interval: { type: 'string', default: '1000' },
+    timeout: { type: 'string', default: '500' },
+    window: { type: 'string', default: '20' },
+    'cpu-window': { type: 'string', default: '10' },
+    out: { type: 'string' },
+    markdown: { type: 'string' },
+    'per-process': { type: 'string', default: '10000' },
+    batch: { type: 'string', default: '500' },
+  },
+});
+
+const interval = Number(args.interval);
+const timeout = Number(args.timeout);
+const windowIntervals = Number(args.window);
+const cpuIntervals = Number(args['cpu-window']);
+const perProcess = Number(args['per-process']);
+const batch = Number(args.batch);
+const counts = (args.connections ?? (args.full ? '1000,5000,10000,19000' : '1000')).split(',').map(Number);
+const names = (args.contenders ?? Object.keys(contenders).join(',')).split(',');
+const out = args.out ?? join(here, 'results', args.full ? 'latest.json' : 'quick.json');
+const markdown = args.markdown ?? (args.full ? join(root, 'BENCHMARKS.md') : undefined);
+
+for (const name of names) if (!contenders[name]) throw new Error(`Unknown contender "${name}": one of ${Object.keys(contenders).join(', ')}`);
+for (const n of counts) if (!(n > 0 && n <= 19_000)) throw new Error(`Connections must be 1…19,000 (the open-file limit is 20,000 per process): got ${n}`);
+// none runs first at each N: the others' CPU and heap are reported above it.
+names.sort((a, b) => (a === 'none' ? -1 : b === 'none' ? 1 : 0));
+
+const log = (...parts) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...parts);
+
+function start(file, config, execArgv = []) {
+  return fork(join(here, file), [JSON.stringify(config)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  request(child, 'exit', {}, 5000).catch(() => {});
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Runs one contender at N connections and returns its raw figures. */
+async function runOne(name, connections) {
+  const contender = contenders[name];
+  const bound = contender.bound({ interval, timeout });
+  const children = [];
+  try {
+    // BENCH_SERVER_FLAGS adds Node flags to the server process, e.g. "--cpu-prof" to profile it.
+    const flags = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean);
+    const server = start('server.mjs', { contender: name, interval, timeout }, ['--expose-gc', ...flags]);
+    children.push(server);
+    const { port, heapBytes: heapBefore } = await ready(server, `${name} server`);
+    const url = `${contender.client === 'socket.io' ? 'http' : 'ws'}://127.0.0.1:${port}`;
+
+    // Connections, 5% of them silent later, spread over load processes of ≤ perProcess each.
+    const silentCount = Math.max(1, Math.round(connections * 0.05));
+    const processes = Math.ceil(connections / perProcess);
+    const loads = [];
+    for (let p = 0; p < processes; p++) {
+      const share = Math.floor(connections / processes) + (p < connections % processes ? 1 : 0);
+      const silent = [];
+      for (let id = p; id < silentCount; id += processes) silent.push(String(id));
+      loads.push(start('clients.mjs', { url, client: contender.client, healthy: share - silent.length, silent, batch, interval, timeout }));
+    }
+    children.push(...loads);
+    const opened = await Promise.all(loads.map((load, i) => ready(load, `load ${i}`)));
+    const failed = opened.reduce((sum, o) => sum + o.failed, 0);
+    if (failed > 0) throw new Error(`${failed} of ${connections} connections failed to open`);
+    log(`${name} N=${connections}: ${connections} connections open`);
+
+    // Settle: every connection has had its first heartbeat rounds.
+    await sleep(2 * (interval + timeout));
+
+    // Heartbeat CPU: a quiet window (no probe), so the difference to `none` is the heartbeat's.
+    const cpuStart = await request(server, 'cpu');
+    await sleep(cpuIntervals * interval);
+    const cpuEnd = await request(server, 'cpu');
+    const cpuMsPerInterval = (cpuEnd.ms - cpuStart.ms) / ((cpuEnd.at - cpuStart.at) / interval);
+
+    // Stalls as a client sees them: the probe's echo RTT, same client load for everyone.
+    const probe = start('probe.mjs', { url, client: contender.client });
+    children.push(probe);
+    await ready(probe, 'probe');
+    await request(probe, 'start');
+    await sleep(windowIntervals * interval);
+    const rtt = await request(probe, 'stop');
+    await stop(probe);
+
+    const heapAfter = await request(server, 'heap');
+    const heapBytesPerConnection = (heapAfter.bytes - heapBefore) / connections;
+    log(`${name} N=${connections}: probe p99 ${rtt.p99?.toFixed(2)} ms, max ${rtt.max?.toFixed(1)} ms; cpu ${cpuMsPerInterval.toFixed(2)} ms/interval; heap ${heapBytesPerConnection.toFixed(0)} B/conn`);
+
+    // Detection: silent peer k stops at base + k·I/K, so the silences cover every phase of an interval.
+    let detection = null;
+    if (bound !== null) {
+      const base = nowMs() + 300;
+      const at = {};
+      for (let k = 0; k < silentCount; k++) at[k] = base + (k * interval) / silentCount;
+      await Promise.all(
+        loads.map((load, p) => {
+          const mine = {};
+          for (let k = p; k < silentCount; k += processes) mine[k] = at[k];
+          return request(load, 'silence', { at: mine });
+        }),
+      );
+      // Wait for every silent peer to be closed, up to twice the bound after the last silence,
+      // plus the 30 s `ws` waits for a close handshake (the npm package close()s instead of
+      // terminating, and a hung peer never answers).
+      const deadline = base + interval + 2 * bound + (contender.client === 'npm' ? 31_000 : 0) + 1000;
+      let closes;
+      do {
+        await sleep(250);
+        closes = await request(server, 'closes');
+      } while (Object.keys(closes.silentClosedAt).length < silentCount && nowMs() < deadline);
+      const frames = await Promise.all(loads.map((load) => request(load, 'lastFrames')));
+      const lastFrameAt = Object.assign({}, ...frames.map((f) => f.lastFrameAt));
+      const times = Object.entries(closes.silentClosedAt).map(([id, closedAt]) => closedAt - lastFrameAt[id]);
+      detection = { ms: spread(times), detected: times.length, silent: silentCount };
+      log(`${name} N=${connections}: detected ${times.length}/${silentCount}, ${JSON.stringify(detection.ms && mapValues(detection.ms, (v) => round(v, 1)))} (bound ${bound} ms)`);
+    }
+
+    // False terminations: a busy-wait of 3 × (I + T) while heartbeat answers are in flight.
+    const before = await request(server, 'closes');
+    const stall = await request(server, 'stall', { ms: 3 * (interval + timeout), fallbackMs: 2 * interval }, 60_000);
+    await sleep(2 * (interval + timeout) + 500);
+    const after = await request(server, 'closes');
+    const falseTerminations = after.healthyCloses - before.healthyCloses;
+    const closeReasons = mapValues(after.healthyCloseReasons, (count, reason) => count - (before.healthyCloseReasons[reason] ?? 0));
+    const loadCloses = await Promise.all(loads.map((load) => request(load, 'closes')));
+    log(`${name} N=${connections}: stall ${(stall.end - stall.start).toFixed(0)} ms after a ${stall.trigger}: ${falseTerminations} healthy peers terminated`);
+
+    return {
+      contender: name,
+      connections,
+      interval,
+      timeout,
+      probeRttP50Ms: round(rtt.p50),
+      probeRttP99Ms: round(rtt.p99),
+      probeRttMaxMs: round(rtt.max),
+      probeSamples: rtt.samples,
+      probeLost: rtt.lost,
+      cpuMsPerIntervalRaw: round(cpuMsPerInterval),
+      heapBytesPerConnectionRaw: Math.round(heapBytesPerConnection),
+      detectionMs: detection?.ms ? mapValues(detection.ms, (v) => round(v, 1)) : null,
+      detected: detection?.detected ?? 0,
+      silentPeers: silentCount,
+      boundMs: bound,
+      falseTerminations,
+      falseTerminationReasons: Object.fromEntries(Object.entries(closeReasons).filter(([, count]) => count > 0)),
+      stallTrigger: stall.trigger,
+      unexpectedCloses: before.healthyCloses,
+      healthyClosesSeenByClients: loadCloses.reduce((sum, c) => sum + c.healthyCloses, 0),
+    };
+  } finally {
+    await Promise.all(children.map(stop));
+  }
+}
+
+function mapValues(object, fn) {
+  return Object.fromEntries(Object.entries(object).map(([k, v]) => [k, fn(v, k)]));
+}
+
+/** Figures above the `none` contender at the same N, as the results file reports them. */
+function relativeToNone(runs) {
+  for (const run of runs) {
+    const floor = runs.find((r) => r.contender === 'none' && r.connections === run.connections);
+    run.cpuMsPerInterval = floor ? round(run.cpuMsPerIntervalRaw - floor.cpuMsPerIntervalRaw) : null;
+    run.heapBytesPerConnection = floor ? run.heapBytesPerConnectionRaw - floor.heapBytesPerConnectionRaw : null;
+    run.detectionRatio = run.detectionMs && run.boundMs ? mapValues(run.detectionMs, (v) => round(v / run.boundMs, 3)) : null;
+  }
+  return runs;
+}
+
+function machine() {
+  const cpus = os.cpus();
+  const version = (pkg) => JSON.parse(readFileSync(join(here, 'node_modules', pkg, 'package.json'), 'utf8')).version;
+  let commit = null;
+  try {
+    commit = execSync('git rev-parse --short HEAD', { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {}
+  return {
+    date: new Date().toISOString(),
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    ws: version('ws'),
+    'socket.io': version('socket.io'),
+    'ws-heartbeat (npm)': version('ws-heartbeat-npm'),
+    commit,
+  };
+}
+
+const runs = [];
+const started = nowMs();
+for (const connections of counts) {
+  for (const name of names) {
+    log(`${name} N=${connections}: starting`);
+    runs.push(await runOne(name, connections));
+  }
+}
+const results = {
+  machine: machine(),
+  settings: { interval, timeout, windowIntervals, cpuIntervals, stallMs: 3 * (interval + timeout), perProcess, batch, full: args.full },
+  runs: relativeToNone(runs),
+};
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+log(`done in ${((nowMs() - started) / 60_000).toFixed(1)} min: ${relative(process.cwd(), out)}`);
+if (markdown) {
+  writeFileSync(markdown, renderMarkdown(results, { resultsPath: relative(dirname(markdown), out) }));
+  log(`wrote ${relative(process.cwd(), markdown)}`);
+}
+console.log(renderTable(results));

@@ -1,0 +1,117 @@
+// One contender's server process (started by run.mjs with --expose-gc). Every contender gets the
+// same HTTP server, the same connection bookkeeping and the same echo for the probe; only the
+// heartbeat differs. Peers say who they are in the query: kind=h (healthy), kind=s&id=N (goes
+// silent later), kind=p (the probe, whose messages are echoed).
+import http from 'node:http';
+import { WebSocket, WebSocketServer } from 'ws';
+import { contenders } from './contenders.mjs';
+import { nowMs, serve } from './lib.mjs';
+
+const { contender: name, interval, timeout } = JSON.parse(process.argv[2]);
+const contender = contenders[name];
+
+const silentClosedAt = {};
+let healthyCloses = 0;
+const healthyCloseReasons = {};
+
+// The false-termination phase: the busy-wait starts in the event-loop turn right after a
+// heartbeat frame went out, while its answers are on their way back.
+let stallArmed = false;
+let onStallTrigger;
+function heartbeatSent() {
+  if (!stallArmed) return;
+  stallArmed = false;
+  onStallTrigger('heartbeat');
+}
+const ping = WebSocket.prototype.ping;
+WebSocket.prototype.ping = function (...args) {
+  heartbeatSent();
+  return ping.apply(this, args);
+};
+
+function busyWait(ms) {
+  const end = nowMs() + ms;
+  while (nowMs() < end);
+}
+
+function peer(query) {
+  const params = new URLSearchParams(query);
+  return { kind: params.get('kind'), id: params.get('id') };
+}
+
+/** reason: the close code (ws) or the disconnect reason (socket.io) the server saw. */
+function onPeerClosed({ kind, id }, reason) {
+  if (kind === 's') silentClosedAt[id] = nowMs();
+  else if (kind === 'h') {
+    healthyCloses += 1;
+    healthyCloseReasons[reason] = (healthyCloseReasons[reason] ?? 0) + 1;
+  }
+}
+
+const server = http.createServer((req, res) => res.writeHead(404).end());
+let wss;
+let io;
+let count;
+if (contender.client === 'socket.io') {
+  const { Server } = await import('socket.io');
+  io = new Server(server, { pingInterval: interval, pingTimeout: timeout, transports: ['websocket'], serveClient: false });
+  io.on('connection', (socket) => {
+    const who = peer(socket.handshake.query);
+    if (who.kind === 'p') socket.on('echo', (message) => socket.emit('echo', message));
+    socket.on('disconnect', (reason) => onPeerClosed(who, reason));
+  });
+  count = () => io.engine.clientsCount;
+} else {
+  wss = new WebSocketServer({ server });
+  wss.on('connection', (ws, req) => {
+    const who = peer(req.url.slice(req.url.indexOf('?') + 1));
+    ws.on('error', () => {});
+    if (who.kind === 'p') ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    ws.on('close', (code) => onPeerClosed(who, code === 1006 ? '1006 (no close frame)' : String(code)));
+  });
+  count = () => wss.clients.size;
+}
+await contender.setup({ interval, timeout, wss, io, heartbeatSent });
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+
+function heap() {
+  for (let i = 0; i < 4; i++) global.gc();
+  const usage = process.memoryUsage();
+  // Typed arrays and Buffers live outside the JS heap; per-connection state in them counts too.
+  return usage.heapUsed + usage.arrayBuffers;
+}
+
+serve({
+  heap: () => ({ bytes: heap(), connections: count() }),
+  count: () => ({ connections: count() }),
+  cpu: () => {
+    const { user, system } = process.cpuUsage();
+    return { ms: (user + system) / 1000, at: nowMs() };
+  },
+  closes: () => ({ silentClosedAt, healthyCloses, healthyCloseReasons: { ...healthyCloseReasons } }),
+  stall: ({ ms, fallbackMs }) =>
+    new Promise((resolve) => {
+      let fallback;
+      onStallTrigger = (trigger) => {
+        clearTimeout(fallback);
+        // After the current callback: the heartbeat round that sent this frame completes first.
+        setImmediate(() => {
+          const start = nowMs();
+          busyWait(ms);
+          resolve({ trigger, start, end: nowMs() });
+        });
+      };
+      stallArmed = true;
+      // A contender that sends no heartbeat (none) stalls at an arbitrary moment.
+      fallback = setTimeout(() => {
+        stallArmed = false;
+        onStallTrigger('timer');
+      }, fallbackMs);
+    }),
+  exit: () => {
+    setImmediate(() => process.exit(0));
+    return {};
+  },
+});
+
+process.send({ ready: true, port: server.address().port, heapBytes: heap(), pid: process.pid });
