@@ -94,6 +94,10 @@ const kId = Symbol('ws-heartbeat.id');
 
 type Tagged<T> = T & { [kId]?: number };
 
+/** traits bits. */
+const IDLE_ONLY = 1;
+const APP_HEARTBEAT = 2;
+
 const FREE = 0;
 const OPEN = 1;
 const CLOSING = 2;
@@ -150,12 +154,14 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private sockets: (WebSocket | undefined)[] = [];
   private rawSockets: (Duplex | undefined)[] = [];
   private state = new Uint8Array(0);
+  /** IDLE_ONLY and APP_HEARTBEAT bits: what the frame path needs of the route, without a lookup. */
+  private traits = new Uint8Array(0);
   private profileOf = new Uint16Array(0);
   private lastSeen = new Float64Array(0);
   private trackedAt = new Float64Array(0);
-  private pingSentAt = new Float64Array(0);
-  private closingSince = new Float64Array(0);
-  private latestRtt = new Float64Array(0);
+  /** OPEN: when the outstanding ping was sent (0: none is out). CLOSING: when CLOSING began. */
+  private since = new Float64Array(0);
+  private latestRtt = new Float32Array(0);
   private suspected = new Uint8Array(0);
   private readonly freeIds: number[] = [];
   private count = 0;
@@ -174,13 +180,13 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private resolveClose: (() => void) | undefined;
   private closed = false;
 
-  // Listeners shared by every connection of this engine: `this` inside them is the emitter.
-  private readonly wsOnFrame: (this: Tagged<WebSocket>) => void;
-  private readonly wsOnPong: (this: Tagged<WebSocket>) => void;
-  private readonly wsOnClose: (this: Tagged<WebSocket>) => void;
-  private readonly socketOnEnd: (this: Tagged<Duplex>) => void;
-  private readonly wsClose: (this: Tagged<WebSocket>, code?: number, reason?: string | Buffer) => void;
+  // Methods shared by every connection of this engine, set as own properties of the tracked
+  // objects (an own property costs no memory there, five listeners would): `this` is the object.
   private readonly wsEmit: (this: Tagged<WebSocket>, event: string | symbol, ...args: unknown[]) => boolean;
+  private readonly wsClose: (this: Tagged<WebSocket>, code?: number, reason?: string | Buffer) => void;
+  private readonly socketEmit: (this: Tagged<Duplex>, event: string | symbol, ...args: unknown[]) => boolean;
+  /** For a socket that already has an `emit` of its own: a listener instead. */
+  private readonly socketOnEnd: (this: Tagged<Duplex>) => void;
 
   constructor(options: HeartbeatOptions = {}) {
     super();
@@ -190,27 +196,43 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.grow(INITIAL_CAPACITY);
 
     const engine = this;
-    this.wsOnFrame = function wsOnFrame() {
-      engine.lastSeen[this[kId]!] = performance.now();
-    };
-    this.wsOnPong = function wsOnPong() {
-      engine.onPong(this);
-    };
-    this.wsOnClose = function wsOnClose() {
-      engine.untrack(this[kId]!);
-    };
-    this.socketOnEnd = function socketOnEnd() {
-      // The peer sent FIN: `ws` is now CLOSING and may never finish if data is queued to a peer
-      // that stopped reading. The close timeout starts here.
-      engine.markClosing(this[kId]!);
+    // Every event of a tracked connection passes here first: frames prove life (one store),
+    // pongs end a ping, 'close' forgets the connection, and an 'error' nobody listens to is
+    // dropped instead of thrown (`ws` closes the connection after emitting it).
+    this.wsEmit = function wsEmit(event, data, isBinary) {
+      const id = this[kId]!;
+      switch (event) {
+        case 'message':
+          if ((engine.traits[id]! & APP_HEARTBEAT) !== 0 && engine.answerAppHeartbeat(this, data as RawData, isBinary === true)) return true;
+          if ((engine.traits[id]! & IDLE_ONLY) !== 0) engine.lastSeen[id] = performance.now();
+          break;
+        case 'ping':
+          if ((engine.traits[id]! & IDLE_ONLY) !== 0) engine.lastSeen[id] = performance.now();
+          break;
+        case 'pong':
+          engine.onPong(this, id);
+          break;
+        case 'close':
+          engine.untrack(id);
+          break;
+        case 'error':
+          if (this.listenerCount('error') === 0) return false;
+          break;
+      }
+      return Reflect.apply(emitOriginal, this, arguments) as boolean;
     };
     this.wsClose = function wsClose(code, reason) {
       engine.markClosing(this[kId]!);
       Object.getPrototypeOf(this).close.call(this, code, reason);
     };
-    this.wsEmit = function wsEmit(event, data, isBinary) {
-      if (event === 'message' && engine.answerAppHeartbeat(this, data as RawData, isBinary === true)) return true;
-      return Reflect.apply(emitOriginal, this, arguments) as boolean;
+    // The peer sent FIN: `ws` is now CLOSING and may never finish if data is queued to a peer
+    // that stopped reading. The close timeout starts here.
+    this.socketEmit = function socketEmit(event) {
+      if (event === 'end') engine.markClosing(this[kId]!);
+      return Reflect.apply(Object.getPrototypeOf(this).emit, this, arguments) as boolean;
+    };
+    this.socketOnEnd = function socketOnEnd() {
+      engine.markClosing(this[kId]!);
     };
   }
 
@@ -248,8 +270,13 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   }
 
   /**
-   * Starts managing a server-side connection. Adds an `'error'` listener at once, so a
-   * misbehaving peer can never crash the process. Tracking a connection twice is a no-op.
+   * Starts managing a server-side connection. From now on an `'error'` with no listener of the
+   * application's is dropped, so a misbehaving peer can never crash the process. Tracking a
+   * connection twice is a no-op.
+   *
+   * Until the connection closes, the engine sees its events through pass-through `emit` and
+   * `close` methods set on the `ws` object (and an `emit` on its raw socket, to see the peer's
+   * FIN); they are removed on `'close'`. Nothing else of the connection changes.
    * After `close()` was called, the connection is closed with 1001 at once.
    */
   track(ws: WebSocket, info: TrackInfo = {}): void {
@@ -271,24 +298,18 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.state[id] = OPEN;
     this.lastSeen[id] = now;
     this.trackedAt[id] = now;
-    this.pingSentAt[id] = 0;
-    this.closingSince[id] = 0;
+    this.since[id] = 0;
     this.latestRtt[id] = NaN;
+    this.traits[id] = (options.idleOnly ? IDLE_ONLY : 0) | (options.appHeartbeat ? APP_HEARTBEAT : 0);
     tagged[kId] = id;
 
-    ws.on('error', wsOnError);
-    if (options.idleOnly) {
-      ws.on('message', this.wsOnFrame);
-      ws.on('ping', this.wsOnFrame);
-    }
-    ws.on('pong', this.wsOnPong);
-    ws.on('close', this.wsOnClose);
+    ws.emit = this.wsEmit;
     ws.close = this.wsClose;
-    if (options.appHeartbeat) ws.emit = this.wsEmit;
     const socket = info.socket ?? socketOf(ws);
     if (socket) {
       (socket as Tagged<Duplex>)[kId] = id;
-      socket.on('end', this.socketOnEnd);
+      if (Object.hasOwn(socket, 'emit')) socket.on('end', this.socketOnEnd);
+      else socket.emit = this.socketEmit;
       this.rawSockets[id] = socket;
     }
 
@@ -365,41 +386,43 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     const free = this.freeIds.pop();
     if (free !== undefined) return free;
     const id = this.sockets.length;
-    if (id >= this.state.length) this.grow(this.state.length * 2);
+    // Grown by half: at tens of thousands of connections, doubling would leave up to half unused.
+    if (id >= this.state.length) this.grow(Math.ceil(this.state.length * 1.5));
     this.sockets.push(undefined);
     this.rawSockets.push(undefined);
     return id;
   }
 
   private grow(capacity: number): void {
-    const copy = <T extends Uint8Array | Uint16Array | Float64Array>(from: T, to: T): T => {
+    const copy = <T extends Uint8Array | Uint16Array | Float32Array | Float64Array>(from: T, to: T): T => {
       to.set(from);
       return to;
     };
     this.state = copy(this.state, new Uint8Array(capacity));
+    this.traits = copy(this.traits, new Uint8Array(capacity));
     this.profileOf = copy(this.profileOf, new Uint16Array(capacity));
     this.lastSeen = copy(this.lastSeen, new Float64Array(capacity));
     this.trackedAt = copy(this.trackedAt, new Float64Array(capacity));
-    this.pingSentAt = copy(this.pingSentAt, new Float64Array(capacity));
-    this.closingSince = copy(this.closingSince, new Float64Array(capacity));
-    this.latestRtt = copy(this.latestRtt, new Float64Array(capacity));
+    this.since = copy(this.since, new Float64Array(capacity));
+    this.latestRtt = copy(this.latestRtt, new Float32Array(capacity));
     this.suspected = copy(this.suspected, new Uint8Array(capacity));
     this.wheel.ensureCapacity(capacity);
   }
 
-  private onPong(ws: Tagged<WebSocket>): void {
-    const id = ws[kId]!;
+  private onPong(ws: Tagged<WebSocket>, id: number): void {
     const now = performance.now();
     this.lastSeen[id] = now;
-    const sentAt = this.pingSentAt[id]!;
-    if (sentAt === 0) return; // unsolicited: proof of life, but no round trip to measure
-    const rtt = now - sentAt;
-    this.pingSentAt[id] = 0;
+    const sentAt = this.since[id]!;
+    // Unsolicited (no ping out), or CLOSING: proof of life, but no round trip to measure.
+    if (sentAt === 0 || this.state[id] !== OPEN) return;
+    // Stored as a float32 (7 significant digits): the event and rtt(ws) report the same value.
+    const rtt = Math.fround(now - sentAt);
+    this.since[id] = 0;
     this.latestRtt[id] = rtt;
     const { counters, name } = this.profiles[this.profileOf[id]!]!;
     counters.pongsReceived += 1;
     counters.rtt.record(rtt);
-    this.emitSafely('pong', ws, rtt, name);
+    if (this.listenerCount('pong') !== 0) this.emitSafely('pong', ws, rtt, name);
   }
 
   /** Answers an application-level heartbeat; returns true when `data` was one. */
@@ -433,8 +456,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     if (id === undefined || id < 0 || this.state[id] !== OPEN) return;
     const now = performance.now();
     this.state[id] = CLOSING;
-    this.closingSince[id] = now;
-    this.pingSentAt[id] = 0;
+    this.since[id] = now;
     this.wheel.schedule(id, now + this.profiles[this.profileOf[id]!]!.options.closeTimeout);
     this.wake();
   }
@@ -450,10 +472,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     if (this.state[id] === OPEN && ws.readyState !== WebSocket.OPEN) {
       // CLOSING without a call we could see; start the close timeout from here.
       this.state[id] = CLOSING;
-      this.closingSince[id] = now;
+      this.since[id] = now;
     }
     if (this.state[id] === CLOSING) {
-      const deadline = this.closingSince[id]! + options.closeTimeout;
+      const deadline = this.since[id]! + options.closeTimeout;
       if (now < deadline) return deadline;
       return this.judge(id, final, this.closing ? 'shutdown' : 'close-timeout');
     }
@@ -462,10 +484,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       return Infinity;
     }
     const lastSeen = this.lastSeen[id]!;
-    let sentAt = this.pingSentAt[id]!;
+    let sentAt = this.since[id]!;
     if (sentAt > 0 && lastSeen >= sentAt) {
       sentAt = 0; // any frame after the ping answers it
-      this.pingSentAt[id] = 0;
+      this.since[id] = 0;
     }
     // While a ping is out, the connection is looked at again at least once per interval (not only
     // at its deadline), so that when a timeout longer than the interval is configured, an answer
@@ -536,7 +558,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   };
 
   private ping(id: number, ws: WebSocket, now: number): void {
-    this.pingSentAt[id] = now;
+    this.since[id] = now;
     const profile = this.profiles[this.profileOf[id]!]!;
     profile.counters.pingsSent += 1;
     try {
@@ -544,7 +566,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     } catch {
       // Only thrown for a socket that is not open; the next check sees its state.
     }
-    this.emitSafely('ping', ws, profile.name);
+    if (this.listenerCount('ping') !== 0) this.emitSafely('ping', ws, profile.name);
   }
 
   private terminate(id: number, reason: TerminateReason): void {
@@ -568,24 +590,20 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       // `ws` runs a close timer of its own (the router gives it the route's closeTimeout). When
       // that timer, not ours, destroyed the socket, the connection still ended by its close timeout.
       const { closeTimeout } = this.profiles[this.profileOf[id]!]!.options;
-      if (performance.now() - this.closingSince[id]! >= closeTimeout - 1) {
+      if (performance.now() - this.since[id]! >= closeTimeout - 1) {
         this.countTermination(id, this.closing ? 'shutdown' : 'close-timeout');
       }
     }
     this.wheel.cancel(id);
     this.suspected[id] = 0;
-    ws.removeListener('error', wsOnError);
-    ws.removeListener('message', this.wsOnFrame);
-    ws.removeListener('ping', this.wsOnFrame);
-    ws.removeListener('pong', this.wsOnPong);
-    ws.removeListener('close', this.wsOnClose);
     // Give the connection its own methods back.
     Reflect.deleteProperty(ws, 'close');
     Reflect.deleteProperty(ws, 'emit');
     ws[kId] = -1;
     const socket = this.rawSockets[id] as Tagged<Duplex> | undefined;
     if (socket) {
-      socket.removeListener('end', this.socketOnEnd);
+      if (socket.emit === this.socketEmit) Reflect.deleteProperty(socket, 'emit');
+      else socket.removeListener('end', this.socketOnEnd);
       socket[kId] = -1;
     }
     this.sockets[id] = undefined;
@@ -649,8 +667,3 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   }
 }
 
-/**
- * Present on every tracked connection so that an `'error'` with no application listener can
- * never crash the process. `ws` closes the connection itself after emitting it.
- */
-function wsOnError(): void {}
