@@ -24,8 +24,12 @@ function open(kind, id) {
     };
     if (client === 'socket.io') {
       const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, query: { kind, id } });
-      socket.once('connect', () => resolve(socket.io.engine.transport.ws._socket));
       socket.once('connect_error', reject);
+      // One message each way first (see server.mjs), then the peer counts as open.
+      socket.once('welcome', () => {
+        socket.emit('hello');
+        resolve(socket.io.engine.transport.ws._socket);
+      });
       socket.on('disconnect', onClose);
       return;
     }
@@ -36,7 +40,10 @@ function open(kind, id) {
       const { setWsHeartbeat } = require('ws-heartbeat-npm/client');
       setWsHeartbeat(ws, NPM_PING, { pingInterval: interval, pingTimeout: interval + timeout });
     }
-    ws.once('open', () => resolve(ws._socket));
+    ws.once('message', () => {
+      ws.send('hello');
+      resolve(ws._socket);
+    });
     ws.once('error', reject);
     ws.on('close', onClose);
   });

@@ -106,7 +106,9 @@ async function runOne(name, connections) {
     const cpuStart = await request(server, 'cpu');
     await sleep(cpuIntervals * interval);
     const cpuEnd = await request(server, 'cpu');
-    const cpuMsPerInterval = (cpuEnd.ms - cpuStart.ms) / ((cpuEnd.at - cpuStart.at) / interval);
+    const cpuIntervalsSeen = (cpuEnd.at - cpuStart.at) / interval;
+    const cpuMsPerInterval = (cpuEnd.ms - cpuStart.ms) / cpuIntervalsSeen;
+    const cpuUserMsPerInterval = (cpuEnd.userMs - cpuStart.userMs) / cpuIntervalsSeen;
 
     // Stalls as a client sees them: the probe's echo RTT, same client load for everyone.
     const probe = start('probe.mjs', { url, client: contender.client });
@@ -119,7 +121,7 @@ async function runOne(name, connections) {
 
     const heapAfter = await request(server, 'heap');
     const heapBytesPerConnection = (heapAfter.bytes - heapBefore) / connections;
-    log(`${name} N=${connections}: probe p99 ${rtt.p99?.toFixed(2)} ms, max ${rtt.max?.toFixed(1)} ms; cpu ${cpuMsPerInterval.toFixed(2)} ms/interval; heap ${heapBytesPerConnection.toFixed(0)} B/conn`);
+    log(`${name} N=${connections}: probe p99 ${rtt.p99?.toFixed(2)} ms, max ${rtt.max?.toFixed(1)} ms; cpu ${cpuMsPerInterval.toFixed(2)} ms/interval (user ${cpuUserMsPerInterval.toFixed(2)}); heap ${heapBytesPerConnection.toFixed(0)} B/conn`);
 
     // Detection: silent peer k stops at base + k·I/K, so the silences cover every phase of an interval.
     let detection = null;
@@ -171,6 +173,7 @@ async function runOne(name, connections) {
       probeSamples: rtt.samples,
       probeLost: rtt.lost,
       cpuMsPerIntervalRaw: round(cpuMsPerInterval),
+      cpuUserMsPerIntervalRaw: round(cpuUserMsPerInterval),
       heapBytesPerConnectionRaw: Math.round(heapBytesPerConnection),
       detectionMs: detection?.ms ? mapValues(detection.ms, (v) => round(v, 1)) : null,
       detected: detection?.detected ?? 0,

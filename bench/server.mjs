@@ -2,6 +2,11 @@
 // same HTTP server, the same connection bookkeeping and the same echo for the probe; only the
 // heartbeat differs. Peers say who they are in the query: kind=h (healthy), kind=s&id=N (goes
 // silent later), kind=p (the probe, whose messages are echoed).
+//
+// Every connection carries one message each way when it opens (the server's "welcome", the
+// peer's "hello"), as any real connection does: Node and `ws` allocate their read and write
+// state on first use (~150 bytes), which would otherwise count as heartbeat memory for every
+// contender that pings and not for `none`.
 import http from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
 import { contenders } from './contenders.mjs';
@@ -59,6 +64,7 @@ if (contender.client === 'socket.io') {
     const who = peer(socket.handshake.query);
     if (who.kind === 'p') socket.on('echo', (message) => socket.emit('echo', message));
     socket.on('disconnect', (reason) => onPeerClosed(who, reason));
+    socket.emit('welcome');
   });
   count = () => io.engine.clientsCount;
 } else {
@@ -68,6 +74,7 @@ if (contender.client === 'socket.io') {
     ws.on('error', () => {});
     if (who.kind === 'p') ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     ws.on('close', (code) => onPeerClosed(who, code === 1006 ? '1006 (no close frame)' : String(code)));
+    ws.send('welcome');
   });
   count = () => wss.clients.size;
 }
@@ -86,7 +93,7 @@ serve({
   count: () => ({ connections: count() }),
   cpu: () => {
     const { user, system } = process.cpuUsage();
-    return { ms: (user + system) / 1000, at: nowMs() };
+    return { ms: (user + system) / 1000, userMs: user / 1000, at: nowMs() };
   },
   closes: () => ({ silentClosedAt, healthyCloses, healthyCloseReasons: { ...healthyCloseReasons } }),
   stall: ({ ms, fallbackMs }) =>
