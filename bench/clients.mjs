@@ -3,6 +3,7 @@
 // A silent peer stops reading and writing at its given time, as a hung process would; the last
 // time it handed bytes to its socket is its last frame.
 import { createRequire } from 'node:module';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { io } from 'socket.io-client';
 import { NPM_PING } from './contenders.mjs';
@@ -79,6 +80,8 @@ for (let i = 0, s = 0; i < total; i++) {
   const silentHere = Math.floor(((i + 1) * silent.length) / total) > s;
   order.push(silentHere ? silent[s++] : undefined);
 }
+const lag = monitorEventLoopDelay({ resolution: 10 });
+lag.enable();
 let failed = 0;
 for (let start = 0; start < total; start += batch) {
   const opening = order.slice(start, start + batch).map((id) => (id === undefined ? open('h') : openSilent(id)));
@@ -96,7 +99,7 @@ serve({
     return {};
   },
   lastFrames: () => ({ lastFrameAt: Object.fromEntries([...silentPeers].map(([id, peer]) => [id, peer.lastFrameAt])) }),
-  closes: () => ({ healthyCloses }),
+  closes: () => ({ healthyCloses, lagMaxMs: lag.max / 1e6 }),
   exit: () => {
     shuttingDown = true;
     setImmediate(() => process.exit(0));
@@ -104,4 +107,5 @@ serve({
   },
 });
 
-process.send({ ready: true, opened: total - failed, failed });
+process.send({ ready: true, opened: total - failed, failed, lagMaxMs: lag.max / 1e6 });
+lag.reset();

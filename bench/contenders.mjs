@@ -130,6 +130,8 @@ export const contenders = {
       const { Heartbeat } = await import('@ws-heartbeat/core');
       const heartbeat = new Heartbeat({ interval, timeout });
       wss.on('connection', (ws, req) => heartbeat.track(ws, { socket: req.socket }));
+      // For the harness's close reasons: why the engine ended a connection.
+      heartbeat.on('terminate', (ws, reason) => (ws.endedBy = `ws-heartbeat ${reason}`));
       wss.on('close', () => heartbeat.close());
     },
   },

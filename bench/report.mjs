@@ -35,6 +35,10 @@ export function renderTable({ runs }) {
         `| ${name} | ${fmt(r.probeRttP50Ms)} / ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)}${lost} | ${fmt(r.cpuMsPerInterval)} | ${fmt(r.heapBytesPerConnection, 0)} | ${detectionCell(r)} | ${r.boundMs ?? '–'} | ${r.detectionRatio ? fmt(r.detectionRatio.max) : '–'} | ${r.falseTerminations} |`,
       );
     }
+    const here = runs.filter((run) => run.connections === n && run.loadLagMaxMs !== undefined);
+    if (here.length > 0) {
+      lines.push('', `Load processes' worst event-loop delay: ${here.map((r) => `${r.contender} ${fmt(r.loadLagMaxMs, 0)} ms`).join(', ')}.`);
+    }
     lines.push('');
   }
   return lines.join('\n');
@@ -138,6 +142,9 @@ more than 30 intervals: ${settings.cpuIntervals} for CPU, ${settings.windowInter
   heartbeat frame went out, while the answers are in flight.
 - Load: connections opened in batches of ${settings.batch} from processes of at most
   ${settings.perProcess.toLocaleString('en-US')} connections each (the open-file limit is 20,000 per process).
+  Each connection carries one message each way when it opens, as real connections do. A load
+  process that stalls longer than the timeout would make its healthy peers look dead, so each
+  reports its worst event-loop delay, printed under each table.
 
 ## Machine
 

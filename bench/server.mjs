@@ -73,7 +73,7 @@ if (contender.client === 'socket.io') {
     const who = peer(req.url.slice(req.url.indexOf('?') + 1));
     ws.on('error', () => {});
     if (who.kind === 'p') ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
-    ws.on('close', (code) => onPeerClosed(who, code === 1006 ? '1006 (no close frame)' : String(code)));
+    ws.on('close', (code) => onPeerClosed(who, ws.endedBy ?? (code === 1006 ? '1006 (no close frame)' : String(code))));
     ws.send('welcome');
   });
   count = () => wss.clients.size;

@@ -9,6 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Heartbeat, TICK_MS, type HeartbeatOptions } from '@ws-heartbeat/core';
 import { OPCODE, TestBed, closePayload, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
@@ -349,6 +350,58 @@ describe('Heartbeat on real sockets', () => {
     expect(conn.ws.bufferedAmount).toBeGreaterThan(0);
     expect(conn.socketClosedAt).toBeNull();
     expect(conn.closed).toBeNull();
+  });
+
+  test('while tracked, a connection is seen through emit() and close() of its own; on close it has its own methods back', async () => {
+    const srv = await bed.server({ heartbeat: { interval: NEVER, timeout: NEVER } });
+    const client = await bed.client(srv.url('/?id=a'));
+    await srv.waitForConnections(1);
+    const conn = srv.byId('a');
+    for (const [object, name] of [[conn.ws, 'emit'], [conn.ws, 'close'], [conn.socket, 'emit']] as const) {
+      expect(Object.hasOwn(object, name)).toBe(true);
+    }
+
+    client.ws.close();
+    await waitFor(() => conn.closed !== null, ms(1000), 'the server to see the close');
+    for (const [object, name] of [[conn.ws, 'emit'], [conn.ws, 'close'], [conn.socket, 'emit']] as const) {
+      expect(Object.hasOwn(object, name)).toBe(false);
+    }
+    expect(srv.hb!.size).toBe(0);
+  });
+
+  test('a raw socket with an emit() of its own is watched through an end listener instead, and is left as it was', async () => {
+    const srv = await bed.server({ heartbeat: false, ws: { closeTimeout: 30_000 } });
+    const hb = new Heartbeat({ interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT });
+    const reasons: string[] = [];
+    hb.on('terminate', (_ws, reason) => reasons.push(reason));
+    try {
+      const raw = await bed.raw(srv.port, '/?id=fin'); // paused: it never reads
+      await srv.waitForConnections(1);
+      const conn = srv.byId('fin');
+      const ownEmit = function (this: Duplex, ...args: [string | symbol, ...unknown[]]): boolean {
+        return Reflect.apply(Duplex.prototype.emit, this, args) as boolean;
+      };
+      conn.socket.emit = ownEmit;
+      const before = conn.socket.listeners('end');
+      hb.track(conn.ws, { socket: conn.socket });
+      expect(conn.socket.emit).toBe(ownEmit);
+      expect(conn.socket.listenerCount('end')).toBe(before.length + 1);
+
+      await fillQueue(conn.ws);
+      const finAt = now();
+      raw.socket.end();
+      await waitFor(() => conn.socketClosedAt !== null, CLOSE_TIMEOUT + ms(1000), 'the engine to destroy the socket');
+      expect(reasons).toEqual(['close-timeout']);
+      expect(conn.socketClosedAt! - finAt).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+      expect(conn.socketClosedAt! - finAt).toBeLessThanOrEqual(CLOSE_TIMEOUT + ms(100));
+
+      await waitFor(() => conn.closed !== null, ms(1000), 'ws to emit close');
+      expect(conn.socket.emit).toBe(ownEmit);
+      for (const listener of conn.socket.listeners('end')) expect(before).toContain(listener);
+      expect(hb.size).toBe(0);
+    } finally {
+      await hb.close();
+    }
   });
 
   test('a 1 s server stall terminates none of 20 healthy peers in a child process; a silent peer still is', async () => {
