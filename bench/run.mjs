@@ -127,9 +127,11 @@ async function runOne(name, connections) {
     log(`${name} N=${connections}: probe p99 ${rtt.p99?.toFixed(2)} ms, max ${rtt.max?.toFixed(1)} ms; cpu ${cpuMsPerInterval.toFixed(2)} ms/interval (user ${cpuUserMsPerInterval.toFixed(2)}); heap ${heapBytesPerConnection.toFixed(0)} B/conn`);
 
     // Detection: silent peer k stops at base + k·I/K, so the silences cover every phase of an interval.
+    // base is two rounds after the heap figure: a pong written during those forced full GCs is read
+    // only after them, and would add the GC pause to that peer's detection time.
     let detection = null;
     if (bound !== null) {
-      const base = nowMs() + 300;
+      const base = nowMs() + 2 * (interval + timeout);
       const at = {};
       for (let k = 0; k < silentCount; k++) at[k] = base + (k * interval) / silentCount;
       await Promise.all(

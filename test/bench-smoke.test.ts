@@ -12,8 +12,8 @@ import { EPSILON, ms } from './helpers/time';
 
 const ROOT = join(__dirname, '..');
 const N = 200;
-const INTERVAL = ms(200);
-const TIMEOUT = ms(100);
+const INTERVAL = ms(300);
+const TIMEOUT = ms(200);
 
 interface Run {
   contender: string;
