@@ -32,7 +32,7 @@ export function renderTable({ runs }) {
       const name = r.contender === OURS ? `**${OURS}**` : r.contender;
       const lost = r.probeLost > 0 ? ` (${r.probeLost} lost)` : '';
       lines.push(
-        `| ${name} | ${fmt(r.probeRttP50Ms)} / ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)}${lost} | ${fmt(r.cpuMsPerInterval)} | ${fmt(r.heapBytesPerConnection, 0)} | ${detectionCell(r)} | ${r.boundMs ?? '–'} | ${r.detectionRatio ? fmt(r.detectionRatio.max) : '–'} | ${r.falseTerminations} |`,
+        `| ${name} | ${fmt(r.probeRttP50Ms)} / ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)}${lost} | ${fmt(r.cpuMsPerInterval)} | ${fmt(r.heapBytesPerConnection, 0)} | ${detectionCell(r)} | ${r.boundMs ?? '–'} | ${r.detectionRatio ? fmt(r.detectionRatio.max, 3) : '–'} | ${r.falseTerminations} |`,
       );
     }
     const here = runs.filter((run) => run.connections === n && run.loadLagMaxMs !== undefined);
