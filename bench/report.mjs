@@ -101,13 +101,15 @@ machine, every contender under the same client load.
 
 \`\`\`sh
 npx -y pnpm@10 install
-npx -y pnpm@10 bench             # quick: N = 1,000, about five minutes → bench/results/quick.json
+npx -y pnpm@10 bench             # quick: N = 1,000, about six minutes → bench/results/quick.json
 npx -y pnpm@10 bench -- --full   # N = 1,000, 5,000, 10,000, 19,000 → bench/results/latest.json and this file
 \`\`\`
 
-Options: \`--connections 1000,5000\`, \`--contenders none,ws-readme,ws-heartbeat\`, \`--interval\`,
-\`--timeout\` (ms), \`--window\` (intervals measured). \`node bench/report.mjs\` rewrites this
-file from \`bench/results/latest.json\`.
+Options: \`--connections 1000,5000\`, \`--contenders none,ws-readme,ws-heartbeat\`, \`--interval\`
+and \`--timeout\` (ms), \`--window\` and \`--cpu-window\` (intervals measured for the probe and for
+CPU), \`--per-process\` and \`--batch\` (the load), \`--out\` and \`--markdown\` (where results go).
+\`BENCH_SERVER_FLAGS="--cpu-prof"\` passes Node flags to the server processes.
+\`node bench/report.mjs\` rewrites this file from \`bench/results/latest.json\`.
 
 ## The contenders
 
