@@ -1,8 +1,9 @@
 // The contenders: one small server setup each, all with the same routes and the same settings
 // (interval I, timeout T). Each is written the way its own README shows it.
 //
-// A setup gets `{ interval, timeout, wss, io, heartbeatSent }`. `wss` is a `ws` WebSocketServer
-// (for the ws-based contenders), `io` a socket.io Server. `heartbeatSent()` tells the harness that
+// A setup gets `{ interval, timeout, wss, heartbeatSent }`. `wss` is a `ws` WebSocketServer (for
+// socket.io the harness creates the server itself, with pingInterval/pingTimeout = I/T, and `wss`
+// is undefined). `heartbeatSent()` tells the harness that
 // a heartbeat frame went out (the busy-wait of the false-termination phase starts right after
 // one, while the answers are in flight); the harness already reports every `ws.ping()`, so only
 // contenders that send something else call it.
@@ -109,7 +110,7 @@ export const contenders = {
     client: 'socket.io',
     // engine.io pings `pingInterval` after the last pong and closes `pingTimeout` after the ping.
     bound: ({ interval, timeout }) => interval + timeout,
-    setup({ io, heartbeatSent }) {
+    setup({ heartbeatSent }) {
       // engine.io sends its pings as packets, not ws pings: report them from its Socket class.
       const eio = createRequire(require.resolve('socket.io'))('engine.io');
       const sendPacket = eio.Socket.prototype.sendPacket;
@@ -117,7 +118,6 @@ export const contenders = {
         if (type === 'ping') heartbeatSent();
         return sendPacket.call(this, type, ...rest);
       };
-      void io;
     },
   },
 

@@ -55,18 +55,15 @@ function onPeerClosed({ kind, id }, reason) {
 
 const server = http.createServer((req, res) => res.writeHead(404).end());
 let wss;
-let io;
-let count;
 if (contender.client === 'socket.io') {
   const { Server } = await import('socket.io');
-  io = new Server(server, { pingInterval: interval, pingTimeout: timeout, transports: ['websocket'], serveClient: false });
+  const io = new Server(server, { pingInterval: interval, pingTimeout: timeout, transports: ['websocket'], serveClient: false });
   io.on('connection', (socket) => {
     const who = peer(socket.handshake.query);
     if (who.kind === 'p') socket.on('echo', (message) => socket.emit('echo', message));
     socket.on('disconnect', (reason) => onPeerClosed(who, reason));
     socket.emit('welcome');
   });
-  count = () => io.engine.clientsCount;
 } else {
   wss = new WebSocketServer({ server });
   wss.on('connection', (ws, req) => {
@@ -76,9 +73,8 @@ if (contender.client === 'socket.io') {
     ws.on('close', (code) => onPeerClosed(who, ws.endedBy ?? (code === 1006 ? '1006 (no close frame)' : String(code))));
     ws.send('welcome');
   });
-  count = () => wss.clients.size;
 }
-await contender.setup({ interval, timeout, wss, io, heartbeatSent });
+await contender.setup({ interval, timeout, wss, heartbeatSent });
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 
 function heap() {
@@ -89,8 +85,7 @@ function heap() {
 }
 
 serve({
-  heap: () => ({ bytes: heap(), connections: count() }),
-  count: () => ({ connections: count() }),
+  heap: () => ({ bytes: heap() }),
   cpu: () => {
     const { user, system } = process.cpuUsage();
     return { ms: (user + system) / 1000, userMs: user / 1000, at: nowMs() };
@@ -121,4 +116,4 @@ serve({
   },
 });
 
-process.send({ ready: true, port: server.address().port, heapBytes: heap(), pid: process.pid });
+process.send({ ready: true, port: server.address().port, heapBytes: heap() });

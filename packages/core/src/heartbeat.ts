@@ -203,7 +203,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       const id = this[kId]!;
       switch (event) {
         case 'message':
-          if ((engine.traits[id]! & APP_HEARTBEAT) !== 0 && engine.answerAppHeartbeat(this, data as RawData, isBinary === true)) return true;
+          if ((engine.traits[id]! & APP_HEARTBEAT) !== 0 && engine.answerAppHeartbeat(this, id, data as RawData, isBinary === true)) return true;
           if ((engine.traits[id]! & IDLE_ONLY) !== 0) engine.lastSeen[id] = performance.now();
           break;
         case 'ping':
@@ -426,9 +426,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   }
 
   /** Answers an application-level heartbeat; returns true when `data` was one. */
-  private answerAppHeartbeat(ws: Tagged<WebSocket>, data: RawData, isBinary: boolean): boolean {
-    const id = ws[kId];
-    if (id === undefined || id < 0) return false;
+  private answerAppHeartbeat(ws: WebSocket, id: number, data: RawData, isBinary: boolean): boolean {
     const profile = this.profiles[this.profileOf[id]!]!;
     const app = profile.options.appHeartbeat;
     if (!app) return false;
