@@ -1,16 +1,36 @@
 /**
  * Pieces shared by the adapter suites (packages/fastify/test, packages/express/test): child
- * processes with IPC, bounded waits, and the per-route heartbeat check both adapters must pass.
+ * processes with IPC, bounded waits, the per-test cleanup stack and the clients it ends, and the
+ * per-route heartbeat check both adapters must pass.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { WebSocket, type ClientOptions } from 'ws';
 import type { Heartbeat, TerminateReason } from '@ws-heartbeat/core';
-import type { TestClient } from './clients';
+import { openClient, type TestClient } from './clients';
 import { ms, now, sleep, waitFor } from './time';
 
 /** Cleanup steps of the running test, run last-in first-out by the suite's afterEach. */
 export type Teardown = (() => unknown)[];
+
+/** The cleanup stack of a test file: what each test pushes runs last-in first-out after it. */
+export function useTeardown(): Teardown {
+  const teardown: Teardown = [];
+  afterEach(async () => {
+    while (teardown.length > 0) await teardown.pop()!();
+  });
+  return teardown;
+}
+
+/** Opens a client that is terminated after the test. */
+export async function openClientFor(teardown: Teardown, url: string, options?: ClientOptions): Promise<TestClient> {
+  const opened = await openClient(url, options);
+  teardown.push(() => {
+    opened.ws.terminate();
+    return opened.closed;
+  });
+  return opened;
+}
 
 /** A program that opens `count` ws clients to `url`, says `{ type: 'ready' }` and then only waits. */
 export const HELD_CLIENTS = path.join(__dirname, 'held-clients.js');

@@ -20,10 +20,12 @@ import request from 'supertest';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
 import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/express';
-import { openClient, openClients, type TestClient } from '../../../test/helpers/clients';
+import { openClients, type TestClient } from '../../../test/helpers/clients';
 import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import {
   HELD_CLIENTS,
+  openClientFor,
+  useTeardown,
   REGISTER_TS,
   childMessage,
   expectRoutesKeepTheirOwnHeartbeat,
@@ -39,12 +41,7 @@ const CLOSE_TIMEOUT = ms(300);
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 
-/** Cleanup steps of the running test, run last-in first-out. */
-const teardown: (() => unknown)[] = [];
-
-afterEach(async () => {
-  while (teardown.length > 0) await teardown.pop()!();
-});
+const teardown = useTeardown();
 
 // ---- applications and clients ----------------------------------------------------------
 
@@ -114,13 +111,8 @@ async function startApp(
 }
 
 /** An open `ws` client, terminated after the test. */
-async function client(url: string, options?: ClientOptions): Promise<TestClient> {
-  const opened = await openClient(url, options);
-  teardown.push(() => {
-    opened.ws.terminate();
-    return opened.closed;
-  });
-  return opened;
+function client(url: string, options?: ClientOptions): Promise<TestClient> {
+  return openClientFor(teardown, url, options);
 }
 
 

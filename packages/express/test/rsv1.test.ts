@@ -17,6 +17,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import request from 'supertest';
 import { WebSocket, type ClientOptions, type RawData } from 'ws';
 import { WebSocketRoutes } from '@ws-heartbeat/express';
+import { useTeardown } from '../../../test/helpers/harness';
 import { ms, sleep, waitFor } from '../../../test/helpers/time';
 import { requestUpgrade } from '../../../test/helpers/upgrade';
 
@@ -33,12 +34,7 @@ const WINDOW = 3;
 /** Each client sends its next message this often (while fewer than WINDOW are in flight). */
 const PACE = ms(15);
 
-/** Cleanup steps of the running test, run last-in first-out. */
-const teardown: (() => unknown)[] = [];
-
-afterEach(async () => {
-  while (teardown.length > 0) await teardown.pop()!();
-});
+const teardown = useTeardown();
 
 // ---- the application of the report ------------------------------------------------------
 

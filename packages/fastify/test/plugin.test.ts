@@ -15,10 +15,12 @@ import request from 'supertest';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
 import wsHeartbeat, { wsHeartbeat as namedExport, type WsHeartbeatOptions } from '@ws-heartbeat/fastify';
-import { openClient, openClients, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
+import { openClients, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
 import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import {
   HELD_CLIENTS,
+  openClientFor,
+  useTeardown,
   REGISTER_TS,
   childMessage,
   expectRoutesKeepTheirOwnHeartbeat,
@@ -34,12 +36,7 @@ const CLOSE_TIMEOUT = ms(300);
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 
-/** Cleanup steps of the running test, run last-in first-out. */
-const teardown: (() => unknown)[] = [];
-
-afterEach(async () => {
-  while (teardown.length > 0) await teardown.pop()!();
-});
+const teardown = useTeardown();
 
 // ---- applications and clients ----------------------------------------------------------
 
@@ -72,13 +69,8 @@ async function startApp(
 }
 
 /** An open `ws` client, terminated after the test. */
-async function client(url: string, options?: ClientOptions): Promise<TestClient> {
-  const opened = await openClient(url, options);
-  teardown.push(() => {
-    opened.ws.terminate();
-    return opened.closed;
-  });
-  return opened;
+function client(url: string, options?: ClientOptions): Promise<TestClient> {
+  return openClientFor(teardown, url, options);
 }
 
 
