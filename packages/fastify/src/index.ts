@@ -24,6 +24,7 @@ import FindMyWay from 'find-my-way';
 import type { WebSocket } from 'ws';
 import {
   UpgradeRouter,
+  abortHandshake,
   type Heartbeat,
   type HeartbeatOptions,
   type OriginPolicy,
@@ -100,6 +101,14 @@ export interface WsHeartbeatOptions {
    */
   maxConnectionsPerClient?: number;
   /**
+   * Milliseconds an upgrade request may spend in Fastify's router and the route's hooks (an
+   * authentication hook, say) before the route handler runs. Past it the upgrade is refused with
+   * 503 and its socket destroyed, so a hook that never answers holds no socket for longer; a
+   * late answer of the hook is ignored.
+   * @default 10_000
+   */
+  authTimeout?: number;
+  /**
    * A path at which a GET answers `app.heartbeat.stats()` as JSON, or `false` for none.
    * @default false
    */
@@ -157,6 +166,8 @@ declare module 'fastify' {
 interface PendingUpgrade {
   readonly socket: Duplex;
   readonly head: Buffer;
+  /** Refuses the upgrade at `authTimeout`; cleared once Fastify has answered or the route handler runs. */
+  timer: NodeJS.Timeout | undefined;
   /** Set by the route handler, for the WebSocket handler. */
   request?: FastifyRequest;
   instance?: FastifyInstance;
@@ -165,7 +176,8 @@ interface PendingUpgrade {
 const kUpgrade = Symbol('ws-heartbeat.upgrade');
 type UpgradeRequest = IncomingMessage & { [kUpgrade]?: PendingUpgrade };
 
-const PLUGIN_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'statsRoute']);
+const PLUGIN_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'statsRoute']);
+const DEFAULT_AUTH_TIMEOUT = 10_000;
 
 function pendingUpgrade(request: FastifyRequest): PendingUpgrade | undefined {
   return (request.raw as UpgradeRequest)[kUpgrade];
@@ -173,6 +185,7 @@ function pendingUpgrade(request: FastifyRequest): PendingUpgrade | undefined {
 
 /** An HTTP answer written through Fastify to an upgrade socket ends that socket once written. */
 function responseOnFinish(this: ServerResponse): void {
+  clearTimeout((this.req as UpgradeRequest)[kUpgrade]?.timer);
   const socket = this.socket;
   if (socket === null) return;
   socket.once('finish', socket.destroy);
@@ -181,6 +194,12 @@ function responseOnFinish(this: ServerResponse): void {
 
 function socketOnError(this: Duplex): void {
   this.destroy();
+}
+
+/** Fastify's hooks took longer than `authTimeout`: whatever they answer later goes nowhere. */
+function authTimeoutExpired(pending: PendingUpgrade): void {
+  pending.timer = undefined;
+  abortHandshake(pending.socket, 503);
 }
 
 /** A plain HTTP GET on a WebSocket route: the client must upgrade. */
@@ -206,7 +225,7 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
   for (const key of Object.keys(options)) {
     if (!PLUGIN_KEYS.has(key)) throw new TypeError(`Unknown @ws-heartbeat/fastify option "${key}"`);
   }
-  const { heartbeat, ws: wsDefaults = {}, maxConnections, maxConnectionsPerClient, statsRoute = false } = options;
+  const { heartbeat, ws: wsDefaults = {}, maxConnections, maxConnectionsPerClient, authTimeout = DEFAULT_AUTH_TIMEOUT, statsRoute = false } = options;
   if (statsRoute !== false && (typeof statsRoute !== 'string' || !statsRoute.startsWith('/'))) {
     throw new TypeError(`The "statsRoute" option must be a path starting with "/" or false: got ${String(statsRoute)}`);
   }
@@ -214,6 +233,7 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     heartbeat,
     maxConnections,
     maxConnectionsPerClient,
+    authTimeout, // validated there; the plugin's own timer below uses it
     onError: (error, { route, phase }) => fastify.log.error({ err: error, route, phase }, `ws-heartbeat: ${phase} failed on ${route}`),
   });
   fastify.decorate('heartbeat', router.heartbeat);
@@ -260,6 +280,12 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     route.handler = function webSocketRoute(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       const pending = pendingUpgrade(request);
       if (pending === undefined) return httpHandler.call(this, request, reply);
+      clearTimeout(pending.timer);
+      if (pending.socket.destroyed) {
+        // Refused at authTimeout, or the client left while the hooks ran: nothing to upgrade.
+        void reply.hijack();
+        return;
+      }
       pending.request = request;
       pending.instance = this;
       void reply.hijack();
@@ -285,7 +311,10 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     // Not one of our paths: when another listener is there, the socket is its business.
     if (!ours && server.listenerCount('upgrade') > 1) return;
     socket.on('error', socketOnError);
-    (req as UpgradeRequest)[kUpgrade] = { socket, head };
+    const pending: PendingUpgrade = { socket, head, timer: undefined };
+    pending.timer = setTimeout(authTimeoutExpired, authTimeout, pending);
+    pending.timer.unref();
+    (req as UpgradeRequest)[kUpgrade] = pending;
     // Route the request through Fastify, with its hooks, as if it were an ordinary request.
     // Whatever Fastify answers instead of an upgrade goes out with `Connection: close`.
     const res = new ServerResponse(req);

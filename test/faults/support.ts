@@ -1,0 +1,317 @@
+/**
+ * The fault suite's harness. Every scenario runs against both adapters (`describe.each(ADAPTERS)`)
+ * on a server process of its own (fixture/server.ts), next to 20 bystander connections, and ends
+ * with the same check, whatever the fault was: "nothing lost".
+ *
+ *   const scenes = useScenes();
+ *   describe.each(ADAPTERS)('%s', (adapter) => {
+ *     it('…', async () => {
+ *       const scene = await scenes.open(adapter);
+ *       const injectedAt = mono();            // inject the fault, assert its own expectation
+ *       …
+ *     });                                     // afterEach: scene.nothingLost(), then cleanup
+ *   });
+ *
+ * Times are monotonic milliseconds shared by every process (`mono()`), so the server's reports
+ * compare with the moment the test injected the fault.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { WebSocket, type ClientOptions } from 'ws';
+import { REGISTER_TS } from '../helpers/harness';
+import { ms, sleep } from '../helpers/time';
+import { mono, type AdapterName, type FixtureCommand, type FixtureConfig, type FixtureEvent, type FixtureState } from './fixture/protocol';
+
+export { mono, type AdapterName, type FixtureEvent, type FixtureState } from './fixture/protocol';
+
+export const ADAPTERS: AdapterName[] = ['fastify', 'express'];
+
+/** The heartbeat of every route: small, and widened by WSH_TIME_SCALE. */
+export const INTERVAL = ms(200);
+export const TIMEOUT = ms(100);
+export const CLOSE_TIMEOUT = ms(300);
+/** How late a bound may be met: one tick, the deferred verdict, IPC and scheduling. */
+export const LATE = ms(60);
+
+export const BYSTANDERS = 20;
+
+const SERVER = path.join(__dirname, 'fixture', 'server.ts');
+
+/** The fixture's settings; a scenario overrides what it needs. */
+export const DEFAULT_CONFIG: Omit<FixtureConfig, 'adapter'> = {
+  host: '127.0.0.1',
+  interval: INTERVAL,
+  timeout: TIMEOUT,
+  closeTimeout: CLOSE_TIMEOUT,
+  authTimeout: ms(500),
+  authDelay: ms(300),
+  routeLimit: 3,
+  perClientLimit: 0,
+  headersTimeout: ms(500),
+  maxBufferedAmount: 1024 * 1024,
+  maxPayload: 1024 * 1024,
+};
+
+/** Polls `check` every 5 ms until it holds; rejects naming `what` after `timeout` ms. */
+export async function until(check: () => boolean, timeout: number, what: string): Promise<void> {
+  const deadline = mono() + timeout;
+  while (!check()) {
+    if (mono() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** A `ws` client of the test process, with what reached it. */
+export interface Peer {
+  ws: WebSocket;
+  /** The client's own TCP port: the server reports each connection by it (`remotePort`). */
+  port: number;
+  /** mono() of every ping received. */
+  pings: number[];
+  messages: Buffer[];
+  closed: { code: number; reason: string; at: number } | null;
+}
+
+/** Opens a `ws` client and resolves once it is open. */
+export function openPeer(url: string, options: ClientOptions = {}): Promise<Peer> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, options);
+    const peer: Peer = { ws, port: -1, pings: [], messages: [], closed: null };
+    ws.on('ping', () => peer.pings.push(mono()));
+    ws.on('message', (data) => peer.messages.push(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer)));
+    ws.on('close', (code, reason) => (peer.closed = { code, reason: reason.toString(), at: mono() }));
+    ws.once('error', reject);
+    ws.once('open', () => {
+      ws.off('error', reject);
+      ws.on('error', () => {});
+      peer.port = (ws as unknown as { _socket: { localPort: number } })._socket.localPort;
+      resolve(peer);
+    });
+  });
+}
+
+/** Sends `text` and waits until it comes back. */
+export async function echo(peer: Peer, text: string, timeout = ms(2000)): Promise<void> {
+  const expected = Buffer.from(text);
+  const before = peer.messages.length;
+  peer.ws.send(text);
+  await until(() => peer.messages.slice(before).some((m) => m.equals(expected)), timeout, `the echo of ${JSON.stringify(text)} on port ${peer.port}`);
+}
+
+/** The server process of one scenario. */
+export class FaultServer {
+  readonly events: FixtureEvent[] = [];
+  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null = null;
+  port = 0;
+  /** `'upgrade'` listeners on the HTTP server before the adapter was attached. */
+  baseline = 0;
+  #nextId = 1;
+
+  constructor(
+    readonly adapter: AdapterName,
+    readonly config: FixtureConfig,
+    readonly child: ChildProcess,
+  ) {
+    child.on('message', (event: FixtureEvent) => this.events.push(event));
+    child.on('exit', (code, signal) => (this.exit = { code, signal, at: mono() }));
+  }
+
+  /** `ws://host:port<path>`. */
+  url(path: string): string {
+    return `ws://${this.config.host}:${this.port}${path}`;
+  }
+
+  of<K extends FixtureEvent['type']>(type: K): Extract<FixtureEvent, { type: K }>[] {
+    return this.events.filter((e): e is Extract<FixtureEvent, { type: K }> => e.type === type);
+  }
+
+  /** The server's terminations of the connection whose client port is `port`. */
+  terminations(port: number): Extract<FixtureEvent, { type: 'terminate' }>[] {
+    return this.of('terminate').filter((e) => e.remotePort === port);
+  }
+
+  /** Waits for the first event of `type` that `match` accepts. */
+  async next<K extends FixtureEvent['type']>(
+    type: K,
+    match: (e: Extract<FixtureEvent, { type: K }>) => boolean,
+    timeout: number,
+  ): Promise<Extract<FixtureEvent, { type: K }>> {
+    let found: Extract<FixtureEvent, { type: K }> | undefined;
+    await until(() => (found = this.of(type).find(match)) !== undefined || this.exit !== null, timeout, `a '${type}' event from the ${this.adapter} server`);
+    if (found === undefined) throw new Error(`the ${this.adapter} server exited (${JSON.stringify(this.exit)}) before a '${type}' event`);
+    return found;
+  }
+
+  /** Sends a command and resolves with its reply. */
+  async command<T>(command: DistributiveOmit<FixtureCommand, 'id'>, timeout = ms(10_000)): Promise<T> {
+    const id = this.#nextId++;
+    this.child.send({ ...command, id });
+    const reply = await this.next('reply', (e) => e.id === id, timeout);
+    return reply.value as T;
+  }
+
+  state(): Promise<FixtureState> {
+    return this.command<FixtureState>({ cmd: 'state' });
+  }
+
+  /** Every uncaught exception, unhandled rejection and warning the server process reported. */
+  faults(): string[] {
+    return this.of('fault').map((f) => `${f.kind}: ${f.message}`);
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** Starts the server process of `adapter` and waits until it listens. */
+export async function startServer(adapter: AdapterName, overrides: Partial<Omit<FixtureConfig, 'adapter'>> = {}): Promise<FaultServer> {
+  const config: FixtureConfig = { ...DEFAULT_CONFIG, ...overrides, adapter };
+  const child = fork(SERVER, [JSON.stringify(config)], {
+    execArgv: ['--expose-gc', '--require', REGISTER_TS],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const server = new FaultServer(adapter, config, child);
+  const ready = await server.next('ready', () => true, ms(20_000));
+  server.port = ready.port;
+  return server;
+}
+
+/** One scenario: the server, its bystanders, and everything else the test opened. */
+export class Scene {
+  readonly bystanders: Peer[] = [];
+  /** Cleanup steps, run last-in first-out after the nothing-lost check. */
+  readonly cleanup: Array<() => unknown> = [];
+  /** When the fault was injected; bystanders must be pinged after it. Set by `inject()`. */
+  injectedAt: number;
+  #checked = false;
+
+  constructor(readonly server: FaultServer) {
+    this.injectedAt = mono();
+  }
+
+  get adapter(): AdapterName {
+    return this.server.adapter;
+  }
+
+  url(path: string): string {
+    return this.server.url(path);
+  }
+
+  /** Notes the moment of the fault and returns it. */
+  inject(): number {
+    this.injectedAt = mono();
+    return this.injectedAt;
+  }
+
+  /** Opens a client that is terminated after the test. */
+  async peer(path: string, options?: ClientOptions): Promise<Peer> {
+    const peer = await openPeer(this.url(path), options);
+    this.cleanup.push(() => peer.ws.terminate());
+    return peer;
+  }
+
+  /** Forks a helper process that is killed after the test (continued first if stopped). */
+  fork(file: string, args: string[], execArgv: string[] = []): ChildProcess {
+    const child = fork(file, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.cleanup.push(() => killProcess(child));
+    return child;
+  }
+
+  /** Spawns a program (Python, ip netns exec …) that is killed after the test. */
+  spawn(command: string, args: string[]): ChildProcess {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.cleanup.push(() => killProcess(child));
+    return child;
+  }
+
+  /**
+   * Nothing lost: no uncaught exception, unhandled rejection or warning in the server process;
+   * every bystander still open, pinged after the fault and answered an echo; once they close the
+   * engine tracks nothing; the `'upgrade'` listener count was the adapter's one, and is back to
+   * its baseline after the application closed; the server process then exits by itself.
+   */
+  async nothingLost(): Promise<void> {
+    if (this.#checked) return;
+    this.#checked = true;
+    const { server } = this;
+    const since = this.injectedAt;
+    await until(
+      () => this.bystanders.every((b) => b.closed !== null || b.pings.some((t) => t > since)),
+      INTERVAL + TIMEOUT + ms(1000),
+      'every bystander to be pinged after the fault',
+    );
+    expect(this.bystanders.filter((b) => b.closed !== null).map((b) => b.closed)).toEqual([]);
+    await Promise.all(this.bystanders.map((b, i) => echo(b, `bystander ${i}`)));
+    for (const b of this.bystanders) b.ws.close(1000);
+    for (const step of this.cleanup.splice(0).reverse()) await step();
+    await until(() => this.bystanders.every((b) => b.closed !== null), ms(2000), 'the bystanders to close');
+    let state = await server.state();
+    const deadline = mono() + CLOSE_TIMEOUT + ms(1000);
+    while (state.size !== 0 && mono() < deadline) {
+      await sleep(ms(20));
+      state = await server.state();
+    }
+    expect(state.size).toBe(0);
+    expect(state.upgradeListeners).toBe(state.baselineListeners + 1);
+    await this.closeServer();
+  }
+
+  /**
+   * Closes the application and expects the process to exit by itself with code 0 within
+   * `within` ms, having left the `'upgrade'` listeners as it found them and reported no fault.
+   * Returns when the close began and when the process exited.
+   */
+  async closeServer(within = ms(3000)): Promise<{ closingAt: number; closed: number; exitedAt: number }> {
+    const { server } = this;
+    this.#checked = true;
+    const closingAt = mono();
+    server.child.send({ cmd: 'close', id: 0 });
+    const closed = await server.next('closed', () => true, within);
+    await until(() => server.exit !== null, within, `the ${server.adapter} server process to exit by itself`);
+    expect(server.faults()).toEqual([]);
+    expect(closed.upgradeListeners).toBe(server.baseline);
+    expect(server.exit).toMatchObject({ code: 0, signal: null });
+    return { closingAt, closed: closed.at, exitedAt: server.exit!.at };
+  }
+}
+
+/** SIGCONT then SIGKILL, and wait for the exit; nothing if it already exited. */
+export async function killProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGCONT');
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/**
+ * The scenes of a test file: `open()` starts a server and its bystanders; after each test every
+ * scene gets its nothing-lost check (unless the test closed the server itself, in which case
+ * only the process checks apply), then everything is killed.
+ */
+export function useScenes(): { open(adapter: AdapterName, overrides?: Partial<Omit<FixtureConfig, 'adapter'>>): Promise<Scene> } {
+  const scenes: Scene[] = [];
+  afterEach(async () => {
+    const open = scenes.splice(0);
+    try {
+      for (const scene of open) await scene.nothingLost();
+    } finally {
+      for (const scene of open) {
+        for (const step of scene.cleanup.splice(0).reverse()) await step();
+        for (const b of scene.bystanders) b.ws.terminate();
+        await killProcess(scene.server.child);
+      }
+    }
+  });
+  return {
+    async open(adapter, overrides) {
+      const server = await startServer(adapter, overrides);
+      const scene = new Scene(server);
+      scenes.push(scene);
+      const state = await server.state();
+      server.baseline = state.baselineListeners;
+      for (let i = 0; i < BYSTANDERS; i++) scene.bystanders.push(await openPeer(server.url('/ws/echo')));
+      scene.inject();
+      return scene;
+    },
+  };
+}
