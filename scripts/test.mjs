@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The whole test suite: type-check and build every package, type-check an ESM consumer of the
-// built packages, run jest once over all tests,
+// The whole test suite: install the Debian packages the fault suite's peers need (when missing),
+// type-check and build every package, type-check an ESM consumer of the built packages, run jest
+// once over all tests,
 // then print the plain summary line `N passed, N failed` derived from jest's results.
 // Extra arguments go to jest (e.g. `pnpm test -- packages/core`).
 import { spawnSync } from 'node:child_process';
@@ -20,6 +21,9 @@ function run(bin, args) {
 
 mkdirSync(outDir, { recursive: true });
 rmSync(resultsFile, { force: true });
+
+const deps = spawnSync(process.execPath, [join(root, 'scripts', 'system-deps.mjs')], { cwd: root, stdio: 'inherit' });
+if (deps.status !== 0) console.error('system packages missing: the fault suite will fail');
 
 const tsc = run('typescript/bin/tsc', ['-p', 'tsconfig.json', '--noEmit']);
 if (tsc.status !== 0) console.error('typecheck failed');

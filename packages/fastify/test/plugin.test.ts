@@ -415,5 +415,10 @@ describe('@ws-heartbeat/fastify', () => {
     await expect(app.register(wsHeartbeat, { heartbeat: { interval: -1 } })).rejects.toThrow(
       expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/interval.*-1/) }),
     );
+    const other = Fastify({ pluginTimeout: ms(1000) });
+    teardown.push(() => other.close());
+    await expect(other.register(wsHeartbeat, { authTimeout: 0 })).rejects.toThrow(
+      expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/authTimeout.*0/) }),
+    );
   });
 });
