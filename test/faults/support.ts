@@ -17,7 +17,9 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { Socket } from 'node:net';
 import { WebSocket, type ClientOptions } from 'ws';
+import { rawUpgrade } from '../helpers/clients';
 import { REGISTER_TS } from '../helpers/harness';
 import { ms, sleep } from '../helpers/time';
 import { mono, type AdapterName, type FixtureCommand, type FixtureConfig, type FixtureEvent, type FixtureState } from './fixture/protocol';
@@ -314,4 +316,80 @@ export function useScenes(): { open(adapter: AdapterName, overrides?: Partial<Om
       return scene;
     },
   };
+}
+
+/**
+ * A raw TCP peer of `scene` on `path` (clients.ts `rawUpgrade`: paused, half-open allowed),
+ * destroyed after the test; resolves once the server reported the connection. `port` is the
+ * peer's local port, by which the server's events name the connection.
+ */
+export async function rawPeer(scene: Scene, path = '/ws/echo'): Promise<{ socket: Socket; port: number }> {
+  const { socket } = await rawUpgrade(scene.server.port, path);
+  scene.cleanup.push(() => socket.destroy());
+  const port = socket.localPort!;
+  await scene.server.next('connection', (e) => e.remotePort === port, ms(2000));
+  return { socket, port };
+}
+
+/** One frame from the server, as a raw peer read it. */
+export interface ServerFrame {
+  fin: boolean;
+  opcode: number;
+  payload: Buffer;
+  /** mono() when its last byte arrived. */
+  at: number;
+}
+
+/** What a raw peer read from the server since `readFrames()`. */
+export interface ServerFrames {
+  frames: ServerFrame[];
+  /** mono() when the server ended the connection (FIN, reset or close); null while it is open. */
+  closedAt: number | null;
+  /** The status code of the server's first close frame; undefined if none came (yet). */
+  closeCode(): number | undefined;
+}
+
+/**
+ * Reads a raw peer's socket from now on (resuming it) and parses the server's (unmasked) frames.
+ * Bytes are only joined once a whole frame has arrived, so a large message costs one copy.
+ */
+export function readFrames(socket: Socket): ServerFrames {
+  const read: ServerFrames = {
+    frames: [],
+    closedAt: null,
+    closeCode() {
+      const close = this.frames.find((f) => f.opcode === 0x8);
+      return close === undefined || close.payload.length < 2 ? undefined : close.payload.readUInt16BE(0);
+    },
+  };
+  let chunks: Buffer[] = [];
+  let length = 0;
+  /** Header size and frame size of the frame at the start of `chunks`, once its header is in. */
+  const frameSize = (head: Buffer): [number, number] | undefined => {
+    if (head.length < 2) return undefined;
+    const short = head[1]! & 0x7f;
+    const headerSize = short === 126 ? 4 : short === 127 ? 10 : 2;
+    if (head.length < headerSize) return undefined;
+    const size = short === 126 ? head.readUInt16BE(2) : short === 127 ? Number(head.readBigUInt64BE(2)) : short;
+    return [headerSize, headerSize + size];
+  };
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    length += chunk.length;
+    for (;;) {
+      const sizes = frameSize(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, Math.min(length, 10)));
+      if (sizes === undefined || length < sizes[1]) return;
+      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
+      read.frames.push({ fin: (all[0]! & 0x80) !== 0, opcode: all[0]! & 0x0f, payload: all.subarray(sizes[0], sizes[1]), at: mono() });
+      chunks = length > sizes[1] ? [all.subarray(sizes[1])] : [];
+      length -= sizes[1];
+    }
+  });
+  const closed = () => (read.closedAt ??= mono());
+  socket.on('end', closed);
+  socket.on('close', closed);
+  socket.on('error', closed);
+  if (socket.readableEnded || socket.destroyed) closed(); // it already happened, unread
+  socket.resume();
+  return read;
 }
