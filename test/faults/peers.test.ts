@@ -17,9 +17,9 @@
 import path from 'node:path';
 import readline from 'node:readline';
 import { WebSocket } from 'ws';
-import { OPCODE, rawUpgrade, type RawClient } from '../helpers/clients';
+import { maskedFrame, OPCODE, type Opcode } from '../helpers/clients';
 import { EPSILON, ms, sleep } from '../helpers/time';
-import { ADAPTERS, echo, INTERVAL, LATE, mono, TIMEOUT, until, useScenes, type Peer, type Scene } from './support';
+import { ADAPTERS, echo, INTERVAL, LATE, mono, rawPeer, readFrames, TIMEOUT, until, useScenes, type Peer, type Scene } from './support';
 
 const PYTHON = '/usr/bin/python3';
 const PY_PEER = path.join(__dirname, 'peers', 'py_peer.py');
@@ -74,28 +74,15 @@ function python(scene: Scene, ...args: string[]): { said: Said[]; next(event: st
   };
 }
 
-/** A raw peer that reads what the server sends and notes when a ping frame arrived. */
-async function readingRawPeer(scene: Scene): Promise<{ raw: RawClient; port: number; pings: number[] }> {
-  const raw = await rawUpgrade(scene.server.port, '/ws/echo');
-  scene.cleanup.push(() => raw.socket.destroy());
-  const peer = { raw, port: raw.socket.localPort!, pings: [] as number[] };
-  let pending = raw.rest;
-  const read = (chunk: Buffer) => {
-    pending = Buffer.concat([pending, chunk]);
-    for (;;) {
-      if (pending.length < 2) return;
-      const short = pending[1]! & 0x7f;
-      const head = short === 126 ? 4 : short === 127 ? 10 : 2;
-      if (pending.length < head) return;
-      const length = short === 126 ? pending.readUInt16BE(2) : short === 127 ? Number(pending.readBigUInt64BE(2)) : short;
-      if (pending.length < head + length) return;
-      if ((pending[0]! & 0x0f) === OPCODE.ping) peer.pings.push(mono());
-      pending = pending.subarray(head + length);
-    }
+/** A raw peer that reads what the server sends; `pings()` are the times its ping frames arrived. */
+async function readingRawPeer(scene: Scene): Promise<{ port: number; send(opcode: Opcode): void; pings(): number[] }> {
+  const { socket, port } = await rawPeer(scene);
+  const read = readFrames(socket);
+  return {
+    port,
+    send: (opcode) => socket.write(maskedFrame(opcode)),
+    pings: () => read.frames.filter((f) => f.opcode === OPCODE.ping).map((f) => f.at),
   };
-  read(Buffer.alloc(0));
-  raw.socket.on('data', read).resume();
-  return peer;
 }
 
 /** `fn` every `period` ms until the test is over. */
@@ -199,15 +186,13 @@ describe.each(ADAPTERS)('%s', (adapter) => {
 
   it('a slow reader on /ws/slow that sends !flood and then stops reading is terminated with reason backpressure, and the server memory stays bounded', async () => {
     const scene = await scenes.open(adapter);
-    // rawUpgrade leaves the socket paused: this peer never reads again. It keeps writing
+    // rawPeer leaves the socket paused: this peer never reads again. It keeps writing
     // unsolicited pongs, so it is alive and only its backlog can end it.
-    const raw = await rawUpgrade(scene.server.port, '/ws/slow');
-    scene.cleanup.push(() => raw.socket.destroy());
-    const port = raw.socket.localPort!;
-    every(scene, INTERVAL / 2, () => raw.send(OPCODE.pong));
+    const { socket, port } = await rawPeer(scene, '/ws/slow');
+    every(scene, INTERVAL / 2, () => socket.write(maskedFrame(OPCODE.pong)));
     scene.inject();
     // Fresh chunks: a queued chunk is memory of its own (the plain flood queues one shared buffer).
-    raw.send(OPCODE.text, '!flood fresh');
+    socket.write(maskedFrame(OPCODE.text, '!flood fresh'));
 
     // Until the kernel's buffers are full (their size is the machine's), nothing queues.
     const deadline = mono() + ms(10_000);
@@ -270,19 +255,19 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     const scene = await scenes.open(adapter);
     const opening = scene.inject();
     const [living, silent] = await Promise.all([readingRawPeer(scene), readingRawPeer(scene)]);
-    living.raw.send(OPCODE.pong);
-    every(scene, INTERVAL / 2, () => living.raw.send(OPCODE.pong));
+    living.send(OPCODE.pong);
+    every(scene, INTERVAL / 2, () => living.send(OPCODE.pong));
     const silentOpened = await connectionOf(scene, silent.port);
 
     const end = await terminationOf(scene, silent.port);
     expect(end.reason).toBe('timeout');
     expect(end.at - silentOpened.at).toBeGreaterThanOrEqual(BOUND - EPSILON);
     expect(end.at - opening).toBeLessThanOrEqual(BOUND + LATE);
-    expect(silent.pings).toHaveLength(1);
+    expect(silent.pings()).toHaveLength(1);
 
     await sleep(Math.max(0, opening + TEN_INTERVALS - mono()));
     expect(scene.server.terminations(living.port)).toEqual([]);
     expect(scene.server.of('gone').filter((g) => g.remotePort === living.port)).toEqual([]);
-    expect(living.pings).toEqual([]);
+    expect(living.pings()).toEqual([]);
   });
 });

@@ -116,6 +116,14 @@ const FIRST_PING_SPREAD_MS = 2_500;
 function firstPingSpread(options: ResolvedOptions): number {
   return Math.min(options.interval / 4, FIRST_PING_SPREAD_MS);
 }
+/**
+ * When a connection pinged at `sentAt`, whose last frame came at `lastSeen`, is judged: `timeout`
+ * after the ping was due, or after it was sent if that was later (a ping sent late, after a stall,
+ * still gets its full timeout).
+ */
+function verdictDue(sentAt: number, lastSeen: number, options: ResolvedOptions): number {
+  return Math.max(sentAt, lastSeen + options.interval) + options.timeout;
+}
 const TEXT = { binary: false } as const;
 
 const emitOriginal = EventEmitter.prototype.emit;
@@ -492,8 +500,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     // is noticed in time to send the next ping on schedule. Frames themselves stay one store.
     let next: number;
     if (sentAt > 0) {
-      // A ping sent late (after a stall) still gets its full timeout.
-      const deadline = Math.max(sentAt, lastSeen + options.interval) + options.timeout;
+      const deadline = verdictDue(sentAt, lastSeen, options);
       if (now >= deadline) return this.judge(id, final, 'timeout');
       next = Math.min(deadline, now + options.interval);
     } else if (
@@ -505,7 +512,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       // Pinged in the tick that ends at or after t0 + interval: the verdict then falls due at
       // exactly t0 + interval + timeout.
       this.ping(id, ws, now);
-      next = Math.min(Math.max(now, lastSeen + options.interval) + options.timeout, now + options.interval);
+      next = Math.min(verdictDue(now, lastSeen, options), now + options.interval);
     } else {
       next = lastSeen + options.interval - TICK_MS;
     }
