@@ -44,12 +44,15 @@ const INVALID: Array<{ what: string; bytes: Buffer; code: number }> = [
   { what: 'bad UTF-8 in a close reason', bytes: maskedFrame(OPCODE.close, Buffer.concat([closePayload(1000), Buffer.from([0xc3, 0x28])])), code: 1007 },
 ];
 
-/** 128 MiB of zeros, deflated as permessage-deflate sends a message (sync flush, tail removed). */
-let bomb: Buffer | undefined;
-function decompressionBomb(): Buffer {
-  bomb ??= deflateRawSync(Buffer.alloc(128 * MiB), { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
-  return bomb;
-}
+/**
+ * 128 MiB of zeros, deflated as permessage-deflate sends a message (sync flush, tail removed).
+ * Made once before any scene opens: deflating takes this process up to a second, and a test
+ * process that stalls inside a scene cannot answer its bystanders' pings.
+ */
+let bomb: Buffer;
+beforeAll(() => {
+  bomb = deflateRawSync(Buffer.alloc(128 * MiB), { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
+});
 
 const scenes = useScenes();
 describe.each(ADAPTERS)('%s', (adapter) => {
@@ -99,7 +102,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     const scene = await scenes.open(adapter);
     const peer = await scene.peer('/ws/deflate', { perMessageDeflate: true });
     expect(peer.ws.extensions).toContain('permessage-deflate');
-    const compressed = frame(FIN | 0x40 /* RSV1: compressed */ | OPCODE.binary, decompressionBomb());
+    const compressed = frame(FIN | 0x40 /* RSV1: compressed */ | OPCODE.binary, bomb);
     const before = (await scene.server.state()).delivered['/ws/deflate'];
     const start = await scene.server.command<number>({ cmd: 'peakStart' });
     scene.inject();
