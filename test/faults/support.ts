@@ -1,6 +1,7 @@
 /**
  * The fault suite's harness. Every scenario runs against both adapters (`describe.each(ADAPTERS)`)
- * on a server process of its own (fixture/server.ts), next to 20 bystander connections, and ends
+ * on a server process of its own (fixture/server.ts), next to 20 bystander connections (in a
+ * process of their own, peers/bystanders.js, so that a stall of the test process is no fault), and ends
  * with the same check, whatever the fault was: "nothing lost".
  *
  *   const scenes = useScenes();
@@ -38,6 +39,7 @@ export const LATE = ms(60);
 export const BYSTANDERS = 20;
 
 const SERVER = path.join(__dirname, 'fixture', 'server.ts');
+const BYSTANDER_PROCESS = path.join(__dirname, 'peers', 'bystanders.js');
 
 /** The fixture's settings; a scenario overrides what it needs. */
 export const DEFAULT_CONFIG: Omit<FixtureConfig, 'adapter'> = {
@@ -90,6 +92,71 @@ export function openPeer(url: string, options: ClientOptions = {}): Promise<Peer
       resolve(peer);
     });
   });
+}
+
+/** A bystander, as its own process (peers/bystanders.js) reports it. */
+export interface Bystander {
+  /** Its local TCP port (the server's `remotePort`). */
+  port: number;
+  /** mono() of every ping received. */
+  pings: number[];
+  closed: { code: number; at: number } | null;
+}
+
+type BystanderMessage =
+  | { type: 'open'; ports: number[] }
+  | { type: 'ping'; i: number; at: number }
+  | { type: 'closed'; i: number; code: number; at: number }
+  | { type: 'echoed'; id: number; failed: number[] }
+  | { type: 'error'; message: string };
+
+/**
+ * The 20 bystanders of a scene, in a process of their own, so that a stall of the test process
+ * (GC, a big synchronous job) cannot make them miss a ping and look like a fault of the server.
+ */
+export class Bystanders {
+  readonly list: Bystander[] = [];
+  readonly #child: ChildProcess;
+  readonly #echoes = new Map<number, number[]>();
+  #nextId = 1;
+  #error: string | undefined;
+
+  private constructor(child: ChildProcess) {
+    this.#child = child;
+    child.on('message', (message: BystanderMessage) => {
+      if (message.type === 'open') for (const port of message.ports) this.list.push({ port, pings: [], closed: null });
+      else if (message.type === 'ping') this.list[message.i]!.pings.push(message.at);
+      else if (message.type === 'closed') this.list[message.i]!.closed = { code: message.code, at: message.at };
+      else if (message.type === 'echoed') this.#echoes.set(message.id, message.failed);
+      else this.#error = message.message;
+    });
+  }
+
+  /** Forks the process and waits until its `count` clients to `url` are open. */
+  static async open(url: string, count: number): Promise<Bystanders> {
+    const child = fork(BYSTANDER_PROCESS, [url, String(count)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const bystanders = new Bystanders(child);
+    await until(() => bystanders.list.length === count || bystanders.#error !== undefined || child.exitCode !== null, ms(10_000), 'the bystanders to open');
+    if (bystanders.list.length !== count) throw new Error(`the bystanders did not open: ${bystanders.#error ?? `exit ${child.exitCode}`}`);
+    return bystanders;
+  }
+
+  /** Every bystander sends a message; resolves with those whose echo did not come back in time. */
+  async echo(timeout = ms(2000)): Promise<number[]> {
+    const id = this.#nextId++;
+    this.#child.send({ cmd: 'echo', id, timeout });
+    await until(() => this.#echoes.has(id), timeout + ms(2000), 'the bystanders to echo');
+    return this.#echoes.get(id)!;
+  }
+
+  /** Every bystander sends a close frame (1000). */
+  close(): void {
+    if (this.#child.connected) this.#child.send({ cmd: 'close' });
+  }
+
+  kill(): Promise<void> {
+    return killProcess(this.#child);
+  }
 }
 
 /** Sends `text` and waits until it comes back. */
@@ -179,7 +246,9 @@ export async function startServer(adapter: AdapterName, overrides: Partial<Omit<
 
 /** One scenario: the server, its bystanders, and everything else the test opened. */
 export class Scene {
-  readonly bystanders: Peer[] = [];
+  /** The 20 bystanders (set by `useScenes().open()`). */
+  bystanders: Bystander[] = [];
+  bystanderProcess: Bystanders | undefined;
   /** Cleanup steps, run last-in first-out after the nothing-lost check. */
   readonly cleanup: Array<() => unknown> = [];
   /** When the fault was injected; bystanders must be pinged after it. Set by `inject()`. */
@@ -242,8 +311,8 @@ export class Scene {
       'every bystander to be pinged after the fault',
     );
     expect(this.bystanders.filter((b) => b.closed !== null).map((b) => b.closed)).toEqual([]);
-    await Promise.all(this.bystanders.map((b, i) => echo(b, `bystander ${i}`)));
-    for (const b of this.bystanders) b.ws.close(1000);
+    expect(await this.bystanderProcess!.echo()).toEqual([]);
+    this.bystanderProcess!.close();
     for (const step of this.cleanup.splice(0).reverse()) await step();
     await until(() => this.bystanders.every((b) => b.closed !== null), ms(2000), 'the bystanders to close');
     let state = await server.state();
@@ -299,7 +368,7 @@ export function useScenes(): { open(adapter: AdapterName, overrides?: Partial<Om
     } finally {
       for (const scene of open) {
         for (const step of scene.cleanup.splice(0).reverse()) await step();
-        for (const b of scene.bystanders) b.ws.terminate();
+        await scene.bystanderProcess?.kill();
         await killProcess(scene.server.child);
       }
     }
@@ -311,7 +380,8 @@ export function useScenes(): { open(adapter: AdapterName, overrides?: Partial<Om
       scenes.push(scene);
       const state = await server.state();
       server.baseline = state.baselineListeners;
-      for (let i = 0; i < BYSTANDERS; i++) scene.bystanders.push(await openPeer(server.url('/ws/echo')));
+      scene.bystanderProcess = await Bystanders.open(server.url('/ws/echo'), BYSTANDERS);
+      scene.bystanders = scene.bystanderProcess.list;
       scene.inject();
       return scene;
     },
