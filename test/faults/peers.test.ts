@@ -12,18 +12,17 @@
  * 5. a server stall of 3 × (interval + timeout) terminates no healthy peer;
  * 6. unsolicited pongs are proof of life (RFC 6455 §5.5.3), a silent raw peer is not.
  *
- * Helper processes: peers/py_peer.py (Debian's python3-websockets 10.4) and peers/held-peer.js.
+ * Helper processes: peers/py_peer.py (Debian's python3-websockets 10.4) and test/helpers/held-clients.js.
  */
 import path from 'node:path';
 import readline from 'node:readline';
 import { WebSocket } from 'ws';
 import { maskedFrame, OPCODE, type Opcode } from '../helpers/clients';
 import { EPSILON, ms, sleep } from '../helpers/time';
-import { ADAPTERS, echo, INTERVAL, LATE, mono, rawPeer, readFrames, TIMEOUT, until, useScenes, type Peer, type Scene } from './support';
+import { ADAPTERS, echo, HELD_CLIENTS, INTERVAL, LATE, mono, rawPeer, readFrames, TIMEOUT, until, useScenes, type Peer, type Scene } from './support';
 
 const PYTHON = '/usr/bin/python3';
 const PY_PEER = path.join(__dirname, 'peers', 'py_peer.py');
-const HELD_PEER = path.join(__dirname, 'peers', 'held-peer.js');
 
 /** A silent peer is terminated this long after its last frame. */
 const BOUND = INTERVAL + TIMEOUT;
@@ -146,19 +145,19 @@ describe.each(ADAPTERS)('%s', (adapter) => {
 
   it('a peer that stops answering is terminated inside the bound: a SIGSTOPped process holding a ws client, no later than interval + timeout after the stop', async () => {
     const scene = await scenes.open(adapter);
-    const child = scene.fork(HELD_PEER, [scene.url('/ws/echo')]);
-    const told: Array<{ type: string; port?: number }> = [];
+    const child = scene.fork(HELD_CLIENTS, [scene.url('/ws/echo'), '1']);
+    let port = -1;
+    let pings = 0;
     let stoppedAt = Infinity;
-    child.on('message', (m: { type: string; port?: number }) => {
-      told.push(m);
+    child.on('message', (m: { type: string; ports?: number[] }) => {
+      if (m.type === 'ready') port = m.ports![0]!;
       // Stopped right after it answered a ping: its last frame is as late as it can be.
-      if (m.type === 'ping' && told.filter((t) => t.type === 'ping').length === 2) {
+      if (m.type === 'ping' && ++pings === 2) {
         child.kill('SIGSTOP');
         stoppedAt = scene.inject();
       }
     });
-    await until(() => told.some((m) => m.type === 'open'), ms(10_000), 'the held peer to open');
-    const port = told.find((m) => m.type === 'open')!.port!;
+    await until(() => port !== -1, ms(10_000), 'the held peer to open');
     await until(() => stoppedAt !== Infinity, 3 * BOUND, 'the held peer to answer two pings');
 
     const end = await terminationOf(scene, port);

@@ -1,7 +1,7 @@
 /**
  * The fault suite's harness. Every scenario runs against both adapters (`describe.each(ADAPTERS)`)
  * on a server process of its own (fixture/server.ts), next to 20 bystander connections (in a
- * process of their own, peers/bystanders.js, so that a stall of the test process is no fault), and ends
+ * process of their own, test/helpers/held-clients.js, so that a stall of the test process is no fault), and ends
  * with the same check, whatever the fault was: "nothing lost".
  *
  *   const scenes = useScenes();
@@ -21,11 +21,12 @@ import path from 'node:path';
 import type { Socket } from 'node:net';
 import { WebSocket, type ClientOptions } from 'ws';
 import { rawUpgrade } from '../helpers/clients';
-import { REGISTER_TS } from '../helpers/harness';
-import { ms, sleep } from '../helpers/time';
+import { HELD_CLIENTS, killProcess, REGISTER_TS } from '../helpers/harness';
+import { ms, sleep, waitFor } from '../helpers/time';
 import { mono, type AdapterName, type FixtureCommand, type FixtureConfig, type FixtureEvent, type FixtureState } from './fixture/protocol';
 
 export { mono, type AdapterName, type FixtureEvent, type FixtureState } from './fixture/protocol';
+export { HELD_CLIENTS, killProcess } from '../helpers/harness';
 
 export const ADAPTERS: AdapterName[] = ['fastify', 'express'];
 
@@ -39,7 +40,6 @@ export const LATE = ms(60);
 export const BYSTANDERS = 20;
 
 const SERVER = path.join(__dirname, 'fixture', 'server.ts');
-const BYSTANDER_PROCESS = path.join(__dirname, 'peers', 'bystanders.js');
 
 /** The fixture's settings; a scenario overrides what it needs. */
 export const DEFAULT_CONFIG: Omit<FixtureConfig, 'adapter'> = {
@@ -57,13 +57,7 @@ export const DEFAULT_CONFIG: Omit<FixtureConfig, 'adapter'> = {
 };
 
 /** Polls `check` every 5 ms until it holds; rejects naming `what` after `timeout` ms. */
-export async function until(check: () => boolean, timeout: number, what: string): Promise<void> {
-  const deadline = mono() + timeout;
-  while (!check()) {
-    if (mono() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
+export const until: (check: () => boolean, timeout: number, what: string) => Promise<void> = waitFor;
 
 /** A `ws` client of the test process, with what reached it. */
 export interface Peer {
@@ -94,7 +88,7 @@ export function openPeer(url: string, options: ClientOptions = {}): Promise<Peer
   });
 }
 
-/** A bystander, as its own process (peers/bystanders.js) reports it. */
+/** A bystander, as its own process (test/helpers/held-clients.js) reports it. */
 export interface Bystander {
   /** Its local TCP port (the server's `remotePort`). */
   port: number;
@@ -104,7 +98,7 @@ export interface Bystander {
 }
 
 type BystanderMessage =
-  | { type: 'open'; ports: number[] }
+  | { type: 'ready'; ports: number[] }
   | { type: 'ping'; i: number; at: number }
   | { type: 'closed'; i: number; code: number; at: number }
   | { type: 'echoed'; id: number; failed: number[] }
@@ -124,7 +118,7 @@ export class Bystanders {
   private constructor(child: ChildProcess) {
     this.#child = child;
     child.on('message', (message: BystanderMessage) => {
-      if (message.type === 'open') for (const port of message.ports) this.list.push({ port, pings: [], closed: null });
+      if (message.type === 'ready') for (const port of message.ports) this.list.push({ port, pings: [], closed: null });
       else if (message.type === 'ping') this.list[message.i]!.pings.push(message.at);
       else if (message.type === 'closed') this.list[message.i]!.closed = { code: message.code, at: message.at };
       else if (message.type === 'echoed') this.#echoes.set(message.id, message.failed);
@@ -134,7 +128,7 @@ export class Bystanders {
 
   /** Forks the process and waits until its `count` clients to `url` are open. */
   static async open(url: string, count: number): Promise<Bystanders> {
-    const child = fork(BYSTANDER_PROCESS, [url, String(count)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(HELD_CLIENTS, [url, String(count)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const bystanders = new Bystanders(child);
     await until(() => bystanders.list.length === count || bystanders.#error !== undefined || child.exitCode !== null, ms(10_000), 'the bystanders to open');
     if (bystanders.list.length !== count) throw new Error(`the bystanders did not open: ${bystanders.#error ?? `exit ${child.exitCode}`}`);
@@ -241,13 +235,13 @@ export async function startServer(adapter: AdapterName, overrides: Partial<Omit<
   const server = new FaultServer(adapter, config, child);
   const ready = await server.next('ready', () => true, ms(20_000));
   server.port = ready.port;
+  server.baseline = ready.baselineListeners;
   return server;
 }
 
 /** One scenario: the server, its bystanders, and everything else the test opened. */
 export class Scene {
-  /** The 20 bystanders (set by `useScenes().open()`). */
-  bystanders: Bystander[] = [];
+  /** The process of the 20 bystanders (set by `useScenes().open()`). */
   bystanderProcess: Bystanders | undefined;
   /** Cleanup steps, run last-in first-out after the nothing-lost check. */
   readonly cleanup: Array<() => unknown> = [];
@@ -257,6 +251,10 @@ export class Scene {
 
   constructor(readonly server: FaultServer) {
     this.injectedAt = mono();
+  }
+
+  get bystanders(): Bystander[] {
+    return this.bystanderProcess?.list ?? [];
   }
 
   get adapter(): AdapterName {
@@ -322,7 +320,7 @@ export class Scene {
       state = await server.state();
     }
     expect(state.size).toBe(0);
-    expect(state.upgradeListeners).toBe(state.baselineListeners + 1);
+    expect(state.upgradeListeners).toBe(server.baseline + 1);
     await this.closeServer();
   }
 
@@ -343,15 +341,6 @@ export class Scene {
     expect(server.exit).toMatchObject({ code: 0, signal: null });
     return { closingAt, closed: closed.at, exitedAt: server.exit!.at };
   }
-}
-
-/** SIGCONT then SIGKILL, and wait for the exit; nothing if it already exited. */
-export async function killProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGCONT');
-  child.kill('SIGKILL');
-  await exited;
 }
 
 /**
@@ -378,10 +367,7 @@ export function useScenes(): { open(adapter: AdapterName, overrides?: Partial<Om
       const server = await startServer(adapter, overrides);
       const scene = new Scene(server);
       scenes.push(scene);
-      const state = await server.state();
-      server.baseline = state.baselineListeners;
       scene.bystanderProcess = await Bystanders.open(server.url('/ws/echo'), BYSTANDERS);
-      scene.bystanders = scene.bystanderProcess.list;
       scene.inject();
       return scene;
     },

@@ -32,7 +32,7 @@ export async function openClientFor(teardown: Teardown, url: string, options?: C
   return opened;
 }
 
-/** A program that opens `count` ws clients to `url`, says `{ type: 'ready' }` and then only waits. */
+/** A program that opens `count` ws clients to `url`, says `{ type: 'ready', ports }`, then reports their pings and closes (see its header). */
 export const HELD_CLIENTS = path.join(__dirname, 'held-clients.js');
 
 /** The loader that lets a child process run a `.ts` file (see its header). */
@@ -77,13 +77,17 @@ export function forkChild<M>(teardown: Teardown, file: string, args: string[], e
   child.process.on('exit', (code, signal) => {
     child.exit = { code, signal, at: now() };
   });
-  teardown.push(async () => {
-    if (child.exit !== null) return;
-    child.process.kill('SIGCONT');
-    child.process.kill('SIGKILL');
-    await waitFor(() => child.exit !== null, ms(5000), 'the child to exit');
-  });
+  teardown.push(() => killProcess(child.process));
   return child;
+}
+
+/** SIGCONT (a stopped child cannot die otherwise), SIGKILL, and waits for the exit; nothing if it already exited. */
+export async function killProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGCONT');
+  child.kill('SIGKILL');
+  await exited;
 }
 
 /** Waits for the first IPC message of `type`; fails early if the child exits first. */
