@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// The Debian packages the fault suite's real third-party peers and network faults need, installed
-// when missing (the test command runs this first; CI and a fresh machine have none of them):
+// The Debian packages the test suite's real third-party peers, network faults and browser need,
+// installed when missing (the test command runs this first; CI and a fresh machine have none of them):
 //   python3-websockets  Python's `websockets`, a client with its own keepalive (/usr/bin/python3)
 //   iptables, iproute2  a peer that vanishes without FIN, in a network namespace of the suite's own
+//   chromium            the browser that the dashboard test drives with playwright-core (/usr/bin/chromium)
 // Installing needs root (as on these machines); without it this says what to install and fails.
 import { spawnSync } from 'node:child_process';
 
@@ -10,6 +11,7 @@ const CHECKS = [
   { pkg: 'python3-websockets', cmd: '/usr/bin/python3', args: ['-c', 'import websockets'] },
   { pkg: 'iptables', cmd: 'iptables', args: ['--version'] },
   { pkg: 'iproute2', cmd: 'ip', args: ['-V'] },
+  { pkg: 'chromium', cmd: '/usr/bin/chromium', args: ['--version'] },
 ];
 
 const ok = ({ cmd, args }) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;

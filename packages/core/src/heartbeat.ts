@@ -1,11 +1,15 @@
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { performance } from 'node:perf_hooks';
 import { WebSocket, type RawData } from 'ws';
-import { rethrow } from './errors';
+import { fail, rethrow } from './errors';
+import { DETECTION_BOUNDS_MS, LatencyHistogram, RTT_BOUNDS_MS, type LatencySummary } from './histogram';
+import { LoadMonitor, type EventLoopDelay } from './load';
+import { logEvents, type HeartbeatLogger } from './log';
 import { resolveOptions, TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
-import { RttHistogram, type RttSummary } from './rtt';
 import { Wheel } from './wheel';
+
+// `performance` is the global one, not perf_hooks' export: a fake clock replaces the global.
 
 /** Why the engine ended a connection. */
 export type TerminateReason = 'timeout' | 'close-timeout' | 'backpressure' | 'shutdown';
@@ -26,6 +30,45 @@ export interface TrackInfo {
   socket?: Duplex;
 }
 
+/** What the engine knew of a connection when it ended it. */
+export interface TerminateInfo {
+  /** The peer's address, when the socket still knew it. */
+  remoteAddress: string | undefined;
+  /** Milliseconds since the connection was tracked. */
+  ageMs: number;
+  /** Milliseconds since the last frame from the peer (or since it was tracked, if it sent none). */
+  silentMs: number;
+}
+
+/** The figures an `'overload'` event carries, in ms. */
+export interface OverloadInfo {
+  /** The longest event-loop delay of the latest window. */
+  eventLoopDelayMs: number;
+  /** The longest lateness of the engine's ticks in the latest window. */
+  tickLateMs: number;
+  thresholdMs: number;
+}
+
+/** Options of the engine as a whole; they cannot differ per route. */
+export interface EngineOptions {
+  /**
+   * The process counts as overloaded while, within the latest one-second window, the event loop
+   * was delayed (or the engine's tick was late) by more than this many ms. `stats().overloaded`
+   * tells, and an `'overload'` event is emitted at each change.
+   * @default 100
+   */
+  overloadThreshold?: number;
+  /**
+   * Where the engine writes what it does: pings and pongs at debug, terminations at info,
+   * overload at warn. A pino-compatible logger (Fastify's `app.log`, pino); `false` for none.
+   * @default false
+   */
+  logger?: HeartbeatLogger | false;
+}
+
+/** The constructor's options: every route's heartbeat defaults, and the engine's own. */
+export type HeartbeatEngineOptions = HeartbeatOptions & EngineOptions;
+
 export interface HeartbeatEvents {
   /** A connection is now tracked. */
   connection: [ws: WebSocket, route: string];
@@ -37,17 +80,26 @@ export interface HeartbeatEvents {
    * A connection was ended by the engine (`ws` emits `'close'` afterwards), or by `ws`'s own
    * close timer after the route's `closeTimeout` (emitted as `ws` closes).
    */
-  terminate: [ws: WebSocket, reason: TerminateReason, route: string];
+  terminate: [ws: WebSocket, reason: TerminateReason, route: string, info: TerminateInfo];
+  /** The process became overloaded (`true`) or stopped being so (`false`); see `overloadThreshold`. */
+  overload: [overloaded: boolean, info: OverloadInfo];
   /** `close()` finished: every connection is gone and the timer is cleared. */
   close: [];
 }
 
 export interface RouteStats {
+  /** Connections open now. */
   connections: number;
   pingsSent: number;
   pongsReceived: number;
   terminations: Record<TerminateReason, number>;
-  rtt: RttSummary;
+  /** Ping → pong round-trip times, ms. */
+  rtt: LatencySummary;
+  /**
+   * Detection latency of the `'timeout'` terminations: ms from the peer's last frame to its
+   * termination. By the liveness rule it is `interval + timeout`, plus at most a tick or two.
+   */
+  detection: LatencySummary;
 }
 
 export interface HeartbeatStats {
@@ -56,11 +108,21 @@ export interface HeartbeatStats {
   pongsReceived: number;
   terminations: Record<TerminateReason, number>;
   routes: Record<string, RouteStats>;
-  /** The engine's own timer: how late its ticks fired (a measure of event-loop stalls). */
-  tick: { ms: number; lastLateMs: number; maxLateMs: number };
+  /**
+   * The engine's own timer: how late its ticks fired (a measure of event-loop stalls): the last
+   * tick, the latest one-second window's worst, and the worst since the engine started.
+   */
+  tick: { ms: number; lastLateMs: number; recentLateMs: number; maxLateMs: number };
+  /** The event-loop delay over the latest one-second window (`perf_hooks.monitorEventLoopDelay`). */
+  eventLoop: EventLoopDelay;
+  /** True while the latest window's event-loop delay or tick lateness exceeded `overloadThreshold`. */
+  overloaded: boolean;
+  overloadThreshold: number;
 }
 
-export type { RttSummary };
+/** The summary of a route's round-trip times: a {@link LatencySummary}. */
+export type RttSummary = LatencySummary;
+export type { EventLoopDelay, HeartbeatLogger, LatencySummary };
 
 /** Counters of one route; shared by every definition of that route. */
 class RouteCounters {
@@ -68,7 +130,8 @@ class RouteCounters {
   pingsSent = 0;
   pongsReceived = 0;
   readonly terminations: Record<TerminateReason, number> = { timeout: 0, 'close-timeout': 0, backpressure: 0, shutdown: 0 };
-  readonly rtt = new RttHistogram();
+  readonly rtt = new LatencyHistogram(RTT_BOUNDS_MS);
+  readonly detection = new LatencyHistogram(DETECTION_BOUNDS_MS);
 
   snapshot(): RouteStats {
     return {
@@ -77,6 +140,7 @@ class RouteCounters {
       pongsReceived: this.pongsReceived,
       terminations: { ...this.terminations },
       rtt: this.rtt.summary(),
+      detection: this.detection.summary(),
     };
   }
 }
@@ -102,6 +166,8 @@ const FREE = 0;
 const OPEN = 1;
 const CLOSING = 2;
 const TERMINATED = 3;
+
+const ENGINE_DEFAULTS = { overloadThreshold: 100 } as const;
 
 const WHEEL_SLOTS = 1024;
 const INITIAL_CAPACITY = 64;
@@ -131,6 +197,11 @@ const emitOriginal = EventEmitter.prototype.emit;
 /** The raw socket `ws` keeps for a connection; `ws` does not expose it publicly. */
 function socketOf(ws: WebSocket): Duplex | undefined {
   return (ws as unknown as { _socket?: Duplex | null })._socket ?? undefined;
+}
+
+/** The peer's address of a raw socket (a `net.Socket` under `ws`), if it has one. */
+function addressOf(socket: Duplex | undefined): string | undefined {
+  return (socket as Partial<Socket> | undefined)?.remoteAddress;
 }
 
 /**
@@ -183,6 +254,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private tickTimerAt = Infinity;
   private lastLateMs = 0;
   private maxLateMs = 0;
+  private readonly load: LoadMonitor;
 
   private closePromise: Promise<void> | undefined;
   private resolveClose: (() => void) | undefined;
@@ -196,12 +268,23 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   /** For a socket that already has an `emit` of its own: a listener instead. */
   private readonly socketOnEnd: (this: Tagged<Duplex>) => void;
 
-  constructor(options: HeartbeatOptions = {}) {
+  constructor(options: HeartbeatEngineOptions = {}) {
     super();
-    this.baseOptions = { ...options };
+    if (typeof options !== 'object' || options === null) fail('options', 'an object', options);
+    const { overloadThreshold = ENGINE_DEFAULTS.overloadThreshold, logger = false, ...routeOptions } = options;
+    if (typeof overloadThreshold !== 'number' || !Number.isFinite(overloadThreshold) || overloadThreshold <= 0) {
+      fail('overloadThreshold', 'a positive finite number of milliseconds', overloadThreshold);
+    }
+    if (logger !== false && (typeof logger !== 'object' || logger === null || ['debug', 'info', 'warn'].some((level) => typeof logger[level as 'info'] !== 'function'))) {
+      fail('logger', 'a logger with debug, info and warn methods (pino-compatible), or false', logger);
+    }
+    this.baseOptions = routeOptions;
     this.route('default');
-    this.wheel = new Wheel({ tickMs: TICK_MS, slots: WHEEL_SLOTS, start: performance.now() });
+    const now = performance.now();
+    this.wheel = new Wheel({ tickMs: TICK_MS, slots: WHEEL_SLOTS, start: now });
     this.grow(INITIAL_CAPACITY);
+    this.load = new LoadMonitor({ threshold: overloadThreshold, now });
+    if (logger !== false) logEvents(this, logger);
 
     const engine = this;
     // Every event of a tracked connection passes here first: frames prove life (one store),
@@ -345,6 +428,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
 
   /** A plain-object snapshot of the engine's figures, overall and per route. */
   stats(): HeartbeatStats {
+    this.sampleLoad(performance.now());
     const routes: Record<string, RouteStats> = {};
     const total = { pingsSent: 0, pongsReceived: 0, terminations: { timeout: 0, 'close-timeout': 0, backpressure: 0, shutdown: 0 } };
     for (const [name, index] of this.profileByName) {
@@ -358,7 +442,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       connections: this.count,
       ...total,
       routes,
-      tick: { ms: TICK_MS, lastLateMs: this.lastLateMs, maxLateMs: this.maxLateMs },
+      tick: { ms: TICK_MS, lastLateMs: this.lastLateMs, recentLateMs: this.load.recentLateMs, maxLateMs: this.maxLateMs },
+      eventLoop: { ...this.load.recent },
+      overloaded: this.load.overloaded,
+      overloadThreshold: this.load.threshold,
     };
   }
 
@@ -460,6 +547,9 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   /** The connection entered CLOSING: its close timeout starts now. */
   private markClosing(id: number | undefined): void {
     if (id === undefined || id < 0 || this.state[id] !== OPEN) return;
+    // Node caches the peer's address once read; after `ws`'s own close timer destroys the socket,
+    // the termination can still name it.
+    addressOf(this.rawSockets[id]);
     const now = performance.now();
     this.state[id] = CLOSING;
     this.since[id] = now;
@@ -577,14 +667,20 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private terminate(id: number, reason: TerminateReason): void {
     this.state[id] = TERMINATED;
     this.wheel.cancel(id);
+    // Read before the socket is destroyed: afterwards it no longer knows its peer.
+    const remoteAddress = addressOf(this.rawSockets[id]);
     this.sockets[id]!.terminate();
-    this.countTermination(id, reason);
+    this.countTermination(id, reason, remoteAddress);
   }
 
-  private countTermination(id: number, reason: TerminateReason): void {
+  private countTermination(id: number, reason: TerminateReason, remoteAddress: string | undefined): void {
+    const now = performance.now();
     const profile = this.profiles[this.profileOf[id]!]!;
+    const silentMs = now - this.lastSeen[id]!;
     profile.counters.terminations[reason] += 1;
-    this.emitSafely('terminate', this.sockets[id]!, reason, profile.name);
+    if (reason === 'timeout') profile.counters.detection.record(silentMs);
+    const info: TerminateInfo = { remoteAddress, ageMs: now - this.trackedAt[id]!, silentMs };
+    this.emitSafely('terminate', this.sockets[id]!, reason, profile.name, info);
   }
 
   /** Forgets a connection on its `'close'`. */
@@ -596,7 +692,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       // that timer, not ours, destroyed the socket, the connection still ended by its close timeout.
       const { closeTimeout } = this.profiles[this.profileOf[id]!]!.options;
       if (performance.now() - this.since[id]! >= closeTimeout - 1) {
-        this.countTermination(id, this.closing ? 'shutdown' : 'close-timeout');
+        this.countTermination(id, this.closing ? 'shutdown' : 'close-timeout', addressOf(this.rawSockets[id]));
       }
     }
     this.wheel.cancel(id);
@@ -624,13 +720,16 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.clearTimer();
     if (this.closed) return;
     this.closed = true;
+    this.load.stop();
     this.emitSafely('close');
     this.resolveClose?.();
   }
 
   /** Arms the one timer for the next tick that holds a connection, aligned to the tick boundary. */
   private wake(): void {
-    const at = this.wheel.nextTickTime(performance.now());
+    let at = this.wheel.nextTickTime(performance.now());
+    // While connections are tracked, the load window is closed on time (it may warn of overload).
+    if (this.count > 0) at = Math.min(at, this.load.windowEnd);
     if (at === Infinity) {
       this.clearTimer();
       return;
@@ -655,9 +754,18 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.tickTimerAt = Infinity;
     this.lastLateMs = late;
     if (late > this.maxLateMs) this.maxLateMs = late;
+    this.load.noteLateness(late);
     this.wheel.advance(now, this.check);
+    this.sampleLoad(now);
     this.wake();
   };
+
+  /** Closes the load window when it is due; reports an overload's start and end. */
+  private sampleLoad(now: number): void {
+    if (!this.load.sample(now)) return;
+    const { load } = this;
+    this.emitSafely('overload', load.overloaded, { eventLoopDelayMs: load.recent.maxMs, tickLateMs: load.recentLateMs, thresholdMs: load.threshold });
+  }
 
   /**
    * Emits an event; a listener that throws cannot leave the engine half-way through its work:

@@ -1,9 +1,15 @@
 export { Heartbeat } from './heartbeat';
 export type {
+  EngineOptions,
+  EventLoopDelay,
+  HeartbeatEngineOptions,
   HeartbeatEvents,
   HeartbeatStats,
+  LatencySummary,
+  OverloadInfo,
   RouteStats,
   RttSummary,
+  TerminateInfo,
   TerminateReason,
   TrackInfo,
 } from './heartbeat';
@@ -22,3 +28,8 @@ export type {
 } from './upgrade';
 export type { PathParams } from './path';
 export { abortHandshake } from './http';
+export { collectMetrics } from './metrics';
+export type { CollectMetricsOptions, MetricsRegistry } from './metrics';
+export type { HistogramBucket } from './histogram';
+export { logEvents } from './log';
+export type { HeartbeatLogger } from './log';

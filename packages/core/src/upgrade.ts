@@ -4,7 +4,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
 import { checkKeys, describe, fail, rethrow } from './errors';
-import { Heartbeat } from './heartbeat';
+import { Heartbeat, type HeartbeatEngineOptions } from './heartbeat';
 import { abortHandshake, socketOnError } from './http';
 import type { HeartbeatOptions } from './options';
 import { compilePath, splitPath, type PathMatcher, type PathParams } from './path';
@@ -44,7 +44,7 @@ export interface UpgradeRouterOptions {
    * a new one that this router creates. `close()` closes it either way.
    * @default a new `Heartbeat` with its default options
    */
-  heartbeat?: Heartbeat | HeartbeatOptions;
+  heartbeat?: Heartbeat | HeartbeatEngineOptions;
   /**
    * Most connections over all routes (open ones and upgrades still authenticating); beyond it
    * upgrades are refused with 503.
