@@ -23,10 +23,13 @@ import fp from 'fastify-plugin';
 import FindMyWay from 'find-my-way';
 import type { WebSocket } from 'ws';
 import {
+  Heartbeat,
   UpgradeRouter,
   abortHandshake,
-  type Heartbeat,
+  collectMetrics,
+  type HeartbeatEngineOptions,
   type HeartbeatOptions,
+  type MetricsRegistry,
   type OriginPolicy,
   type PathParams,
   type RouteWsOptions,
@@ -81,10 +84,12 @@ export interface WebSocketRouteOptions {
 /** Options of the plugin. */
 export interface WsHeartbeatOptions {
   /**
-   * Heartbeat options for every WebSocket route (`interval`, `timeout`, `closeTimeout`, ...).
-   * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s
+   * Heartbeat options for every WebSocket route (`interval`, `timeout`, `closeTimeout`, ...), and
+   * the engine's own (`overloadThreshold`, `logger`). The engine logs through `app.log` unless
+   * `logger` is set here (`false` for no logging).
+   * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s, overloadThreshold 100 ms; logger `app.log`
    */
-  heartbeat?: HeartbeatOptions;
+  heartbeat?: HeartbeatEngineOptions;
   /**
    * `ws` server options for every WebSocket route; a route's `ws` option overrides them.
    * @default `ws`'s defaults
@@ -113,6 +118,19 @@ export interface WsHeartbeatOptions {
    * @default false
    */
   statsRoute?: string | false;
+  /**
+   * A path at which a GET answers `metricsRegistry.metrics()` (Prometheus text), or `false` for
+   * none. Needs `metricsRegistry`.
+   * @default false
+   */
+  metricsRoute?: string | false;
+  /**
+   * A prom-client `Registry` to which the engine's metrics (`ws_heartbeat_*`) are added at
+   * registration and from which they are removed at `app.close()`. Without `metricsRoute`, the
+   * application serves the registry itself.
+   * @default none: no metrics
+   */
+  metricsRegistry?: MetricsRegistry;
 }
 
 declare module 'fastify' {
@@ -176,8 +194,43 @@ interface PendingUpgrade {
 const kUpgrade = Symbol('ws-heartbeat.upgrade');
 type UpgradeRequest = IncomingMessage & { [kUpgrade]?: PendingUpgrade };
 
-const PLUGIN_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'statsRoute']);
+const PLUGIN_KEYS = new Set([
+  'heartbeat',
+  'ws',
+  'maxConnections',
+  'maxConnectionsPerClient',
+  'authTimeout',
+  'statsRoute',
+  'metricsRoute',
+  'metricsRegistry',
+]);
+const REGISTRY_METHODS = ['registerMetric', 'removeSingleMetric', 'getSingleMetric', 'metrics'] as const;
 const DEFAULT_AUTH_TIMEOUT = 10_000;
+
+/** A GET path option (`statsRoute`, `metricsRoute`): a path starting with "/", or false. */
+function checkPathOption(name: string, value: unknown): void {
+  if (value !== false && (typeof value !== 'string' || !value.startsWith('/'))) {
+    throw new TypeError(`The "${name}" option must be a path starting with "/" or false: got ${String(value)}`);
+  }
+}
+
+function isRegistry(value: unknown): value is MetricsRegistry {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Record<string, unknown>;
+  return REGISTRY_METHODS.every((method) => typeof candidate[method] === 'function');
+}
+
+/**
+ * The engine's options: the plugin's `heartbeat`, with `app.log` as its logger unless it names
+ * one (or `false`). Anything but a plain options object goes to the router as it is, to be refused there.
+ */
+function engineOptions(fastify: FastifyInstance, heartbeat: unknown): HeartbeatEngineOptions | undefined {
+  if (heartbeat === undefined) return { logger: fastify.log };
+  if (typeof heartbeat !== 'object' || heartbeat === null || heartbeat instanceof Heartbeat || 'logger' in heartbeat) {
+    return heartbeat as HeartbeatEngineOptions | undefined;
+  }
+  return { ...heartbeat, logger: fastify.log };
+}
 
 function pendingUpgrade(request: FastifyRequest): PendingUpgrade | undefined {
   return (request.raw as UpgradeRequest)[kUpgrade];
@@ -225,18 +278,53 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
   for (const key of Object.keys(options)) {
     if (!PLUGIN_KEYS.has(key)) throw new TypeError(`Unknown @ws-heartbeat/fastify option "${key}"`);
   }
-  const { heartbeat, ws: wsDefaults = {}, maxConnections, maxConnectionsPerClient, authTimeout = DEFAULT_AUTH_TIMEOUT, statsRoute = false } = options;
-  if (statsRoute !== false && (typeof statsRoute !== 'string' || !statsRoute.startsWith('/'))) {
-    throw new TypeError(`The "statsRoute" option must be a path starting with "/" or false: got ${String(statsRoute)}`);
+  const {
+    heartbeat,
+    ws: wsDefaults = {},
+    maxConnections,
+    maxConnectionsPerClient,
+    authTimeout = DEFAULT_AUTH_TIMEOUT,
+    statsRoute = false,
+    metricsRoute = false,
+    metricsRegistry,
+  } = options;
+  checkPathOption('statsRoute', statsRoute);
+  checkPathOption('metricsRoute', metricsRoute);
+  if (metricsRegistry !== undefined && !isRegistry(metricsRegistry)) {
+    throw new TypeError(`The "metricsRegistry" option must be a prom-client Registry: got ${String(metricsRegistry)}`);
+  }
+  if (metricsRoute !== false && metricsRegistry === undefined) {
+    throw new TypeError(`The "metricsRoute" option (${metricsRoute}) needs a "metricsRegistry" to serve`);
   }
   const router = new UpgradeRouter({
-    heartbeat,
+    heartbeat: engineOptions(fastify, heartbeat),
     maxConnections,
     maxConnectionsPerClient,
     authTimeout, // validated there; the plugin's own timer below uses it
     onError: (error, { route, phase }) => fastify.log.error({ err: error, route, phase }, `ws-heartbeat: ${phase} failed on ${route}`),
   });
+  try {
+    setUpRoutes(fastify, router, { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry });
+  } catch (error) {
+    // Nothing of a registration that failed stays behind: the engine's load monitor stops too.
+    router.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+interface RouteSetup {
+  wsDefaults: RouteWsOptions;
+  authTimeout: number;
+  statsRoute: string | false;
+  metricsRoute: string | false;
+  metricsRegistry: MetricsRegistry | undefined;
+}
+
+function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: RouteSetup): void {
+  const { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry } = setup;
   fastify.decorate('heartbeat', router.heartbeat);
+  // Throws if the registry already holds these metrics (another engine's, say): register() rejects.
+  const removeMetrics = metricsRegistry === undefined ? undefined : collectMetrics(router.heartbeat, metricsRegistry);
 
   // The WebSocket routes again, in a router of Fastify's own kind and settings: it tells, before
   // any hook runs, whether an upgrade is ours or belongs to another 'upgrade' listener.
@@ -328,6 +416,12 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
   if (statsRoute !== false) {
     fastify.get(statsRoute, async () => router.heartbeat.stats());
   }
+  if (metricsRoute !== false && metricsRegistry !== undefined) {
+    fastify.get(metricsRoute, async (_request, reply) => {
+      const body = await metricsRegistry.metrics();
+      return reply.type(metricsRegistry.contentType).send(body);
+    });
+  }
 
   // preClose runs before Fastify closes the HTTP server: 1001 to every connection, stragglers
   // destroyed after their closeTimeout; the server then closes at once. Upgrades that arrive
@@ -338,6 +432,7 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
   // router.close() is idempotent: here it only guarantees that the engine's timer is cleared.
   fastify.addHook('onClose', async () => {
     server.removeListener('upgrade', serverOnUpgrade);
+    removeMetrics?.();
     await router.close();
   });
 }
@@ -353,4 +448,12 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
  */
 export const wsHeartbeat = fp(plugin, { fastify: '5.x', name: '@ws-heartbeat/fastify' });
 export default wsHeartbeat;
-export type { Heartbeat, HeartbeatOptions, OriginPolicy, RouteWsOptions } from '@ws-heartbeat/core';
+export type {
+  Heartbeat,
+  HeartbeatEngineOptions,
+  HeartbeatLogger,
+  HeartbeatOptions,
+  MetricsRegistry,
+  OriginPolicy,
+  RouteWsOptions,
+} from '@ws-heartbeat/core';
