@@ -12,7 +12,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type ClientOptions, type RawData, type ServerOptions } from 'ws';
-import { Heartbeat, type HeartbeatOptions, type TerminateReason } from '@ws-heartbeat/core';
+import { Heartbeat, type HeartbeatOptions, type TerminateInfo, type TerminateReason } from '@ws-heartbeat/core';
 import { ms, now, waitFor } from './time';
 
 /** `ws` server options, plus the ones @types/ws does not declare yet. */
@@ -59,6 +59,7 @@ export interface Termination {
   reason: TerminateReason;
   route: string;
   at: number;
+  info: TerminateInfo;
 }
 
 export interface EchoServer {
@@ -214,8 +215,8 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   const byWs = new Map<WebSocket, ServerConnection>();
   const sockets = new Set<Duplex>();
 
-  hb?.on('terminate', (ws, reason, route) => {
-    terminations.push({ conn: byWs.get(ws), reason, route, at: now() });
+  hb?.on('terminate', (ws, reason, route, info) => {
+    terminations.push({ conn: byWs.get(ws), reason, route, at: now(), info });
   });
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

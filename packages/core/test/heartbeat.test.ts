@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import { Heartbeat, TICK_MS, type HeartbeatOptions } from '@ws-heartbeat/core';
+import { Heartbeat, TICK_MS, type HeartbeatOptions, type HeartbeatStats, type OverloadInfo } from '@ws-heartbeat/core';
 import { OPCODE, TestBed, closePayload, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
 import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
@@ -168,6 +168,18 @@ describe('Heartbeat on real sockets', () => {
     // It was given its chance (one ping), then the server-side ws emitted 'close'.
     expect(client.pings).toBe(1);
     expect(conn.closed!.at).toBeGreaterThanOrEqual(termination!.at);
+
+    // The event says who it was and how long it had been silent; stats() counts the detection.
+    const { info } = termination!;
+    expect(info.remoteAddress).toBe('127.0.0.1');
+    for (const figure of [info.silentMs, info.ageMs]) {
+      expect(figure).toBeGreaterThanOrEqual(bound - EPSILON);
+      expect(figure).toBeLessThanOrEqual(terminatedAfter + EPSILON);
+    }
+    const { detection } = srv.hb!.stats().routes.default!;
+    expect(detection.count).toBe(1);
+    expect(detection.max).toBe(info.silentMs);
+    expect(detection.sum).toBe(info.silentMs);
   });
 
   test('an idle peer is pinged an interval after its last frame, within one tick', async () => {
@@ -597,6 +609,36 @@ describe('Heartbeat on real sockets', () => {
     expect(route.rtt.count).toBe(rtts.length);
     expect(route.rtt.max).toBe(Math.max(...rtts));
     expect(route.rtt.p50).toBeGreaterThanOrEqual(delay - EPSILON);
+    expect(srv.terminations).toEqual([]);
+  });
+
+  test('a blocked event loop makes the engine overloaded (stats and one overload event), and it ends once the loop runs freely', async () => {
+    const threshold = 100;
+    const block = 400;
+    const hb = new Heartbeat({ interval: NEVER, timeout: NEVER, overloadThreshold: threshold });
+    const events: Array<{ overloaded: boolean; info: OverloadInfo; stats: HeartbeatStats }> = [];
+    hb.on('overload', (overloaded, info) => events.push({ overloaded, info, stats: hb.stats() }));
+    const srv = await bed.server({ heartbeat: hb });
+    await bed.client(srv.url());
+    await srv.waitForConnections(1);
+    expect(hb.stats().overloadThreshold).toBe(threshold);
+
+    busyWait(block);
+    await waitFor(() => events.length >= 1, ms(2500), 'an overload event');
+    const [start] = events;
+    expect(start!.overloaded).toBe(true);
+    expect(start!.info.thresholdMs).toBe(threshold);
+    // Node's monitor, or the engine's own late tick, saw the block (less the monitor's 10 ms resolution).
+    expect(Math.max(start!.info.eventLoopDelayMs, start!.info.tickLateMs)).toBeGreaterThanOrEqual(block - 50);
+    expect(start!.stats.overloaded).toBe(true);
+    expect(Math.max(start!.stats.eventLoop.maxMs, start!.stats.tick.recentLateMs)).toBe(Math.max(start!.info.eventLoopDelayMs, start!.info.tickLateMs));
+
+    await waitFor(() => events.length >= 2, ms(5000), 'the end of the overload');
+    expect(events[1]!.overloaded).toBe(false);
+    expect(Math.max(events[1]!.info.eventLoopDelayMs, events[1]!.info.tickLateMs)).toBeLessThanOrEqual(threshold);
+    expect(hb.stats().overloaded).toBe(events[events.length - 1]!.overloaded);
+    // One event per change, never the same state twice in a row.
+    events.forEach((event, i) => expect(event.overloaded).toBe(i % 2 === 0));
     expect(srv.terminations).toEqual([]);
   });
 
