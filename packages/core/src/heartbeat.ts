@@ -762,7 +762,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
 
   /** Closes the load window when it is due; reports an overload's start and end. */
   private sampleLoad(now: number): void {
-    if (!this.load.sample(now)) return;
+    // After close() the monitor is stopped: the latest figures stay as they were.
+    if (this.closed || !this.load.sample(now)) return;
     const { load } = this;
     this.emitSafely('overload', load.overloaded, { eventLoopDelayMs: load.recent.maxMs, tickLateMs: load.recentLateMs, thresholdMs: load.threshold });
   }

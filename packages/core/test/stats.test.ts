@@ -121,6 +121,10 @@ describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
     const closed = hb.close();
     await advance(0);
     await closed;
+    // The monitor is stopped with the engine: its last figures stay as they were.
+    const last = hb.stats();
+    await advance(5 * 1000);
+    expect(hb.stats()).toMatchObject({ overloaded: last.overloaded, eventLoop: last.eventLoop, connections: 0 });
     jest.useRealTimers();
   });
 
