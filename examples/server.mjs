@@ -1,10 +1,17 @@
-// The ws-heartbeat demo: two echo routes on a Fastify server, managed by @ws-heartbeat/fastify.
+// The ws-heartbeat demo: two echo routes on a Fastify server, managed by @ws-heartbeat/fastify,
+// with a live dashboard at / (fed by Server-Sent Events) and Prometheus metrics at /metrics.
 //   HOST=127.0.0.1 PORT=8080 node examples/server.mjs     (PORT=0 picks a free port)
+import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
+import { Registry } from 'prom-client';
 import { wsHeartbeat } from '@ws-heartbeat/fastify';
+import { registerFeed } from './feed.mjs';
 
 const HOST = process.env.HOST || '127.0.0.1';
 const PORT = Number(process.env.PORT || 8080);
+
+const DASHBOARD_HTML = readFileSync(new URL('./dashboard.html', import.meta.url), 'utf8');
+const DASHBOARD_JS = readFileSync(new URL('./dashboard.js', import.meta.url), 'utf8');
 
 /** Sends every message back as it came: text stays text, binary stays binary. */
 function echo(socket) {
@@ -13,25 +20,20 @@ function echo(socket) {
 
 // No logger: the URL line below is the demo's only startup output.
 const app = Fastify({ logger: false });
-await app.register(wsHeartbeat, { statsRoute: '/stats' });
+const registry = new Registry();
+await app.register(wsHeartbeat, { statsRoute: '/stats', metricsRoute: '/metrics', metricsRegistry: registry });
 
 app.get('/ws/echo', { websocket: true }, echo);
 app.get('/ws/fast', { websocket: true, heartbeat: { interval: 1000, timeout: 500, closeTimeout: 1000 } }, echo);
 
 app.heartbeat.on('connection', (ws, route) => console.log(`connection on ${route}`));
-app.heartbeat.on('terminate', (ws, reason, route) => console.log(`terminated a connection on ${route}: ${reason}`));
+app.heartbeat.on('terminate', (ws, reason, route, info) =>
+  console.log(`terminated a connection on ${route}: ${reason} (${info.remoteAddress ?? 'unknown address'}, silent for ${Math.round(info.silentMs)} ms)`),
+);
 
-const HOME = `ws-heartbeat demo
-
-WebSocket routes:
-  /ws/echo   echoes every message; default heartbeat (ping after 30 s of silence, terminate 10 s later)
-  /ws/fast   echoes every message; ping after 1 s of silence, terminate 0.5 s later, close timeout 1 s
-
-HTTP:
-  /stats     the engine's stats() as JSON
-`;
-
-app.get('/', (request, reply) => reply.type('text/plain; charset=utf-8').send(HOME));
+registerFeed(app, { path: '/events' });
+app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
+app.get('/dashboard.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
 
 await app.listen({ port: PORT, host: HOST });
 const { port } = app.server.address();

@@ -1,73 +1,18 @@
 /**
  * The demo server that the README's first command starts (examples/server.mjs), run as users
- * run it: a child process on PORT=0, importing the built plugin from packages/fastify/dist (and
- * through it packages/core/dist).
+ * run it: a child process on PORT=0 (test/helpers/demo.ts). Its dashboard page is driven in a
+ * browser by dashboard.test.ts; here are its routes, its feed and its shutdown.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { HeartbeatStats } from '@ws-heartbeat/core';
+import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, killDemos, startDemo, terminateDemo } from './helpers/demo';
 import { ms, now, waitFor } from './helpers/time';
 
-const ROOT = join(__dirname, '..');
-const SERVER = join(ROOT, 'examples', 'server.mjs');
-const URL_LINE = /http:\/\/127\.0\.0\.1:(\d+)/;
-
-/** The /ws/fast route's settings, as examples/server.mjs declares them. */
-const FAST = { interval: 1000, timeout: 500, closeTimeout: 1000 };
-
-interface Demo {
-  child: ChildProcessWithoutNullStreams;
-  port: number;
-  lines: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children = new Set<ChildProcessWithoutNullStreams>();
 const clients = new Set<WebSocket>();
 const sockets = new Set<net.Socket>();
-
-/** Starts the demo with PORT=0 and the default HOST; resolves once it printed its URL line. */
-function startDemo(): Promise<Demo> {
-  for (const name of ['core', 'fastify']) {
-    if (!existsSync(join(ROOT, 'packages', name, 'dist', 'index.js'))) {
-      throw new Error(`packages/${name}/dist is missing: build the packages first (\`pnpm run build\`)`);
-    }
-  }
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
-  delete env.HOST;
-  const child = spawn(process.execPath, [SERVER], { cwd: ROOT, env });
-  children.add(child);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    });
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    let pending = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      pending += chunk;
-      const parts = pending.split('\n');
-      pending = parts.pop() ?? '';
-      for (const line of parts) {
-        lines.push(line);
-        const match = URL_LINE.exec(line);
-        if (match) resolve({ child, port: Number(match[1]), lines, exited });
-      }
-    });
-    void exited.then(({ code, signal }) =>
-      reject(new Error(`demo exited (code ${code}, signal ${signal}) before printing its URL:\n${stderr}`)),
-    );
-    setTimeout(() => reject(new Error(`demo printed no URL within ${ms(10_000)} ms:\n${lines.join('\n')}\n${stderr}`)), ms(10_000)).unref();
-  });
-}
+const requests = new Set<http.ClientRequest>();
 
 function connect(port: number, path: string, options?: WebSocket.ClientOptions): Promise<WebSocket> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, options);
@@ -97,6 +42,70 @@ function get(port: number, path: string): Promise<{ status: number; type: string
         res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
       })
       .on('error', reject);
+  });
+}
+
+interface EventStream {
+  status: number;
+  type: string | undefined;
+  /** Resolves with the next event named `event` (earlier events of other names are skipped). */
+  next(event: string): Promise<{ event: string; data: string }>;
+  /** True once the server ended the response. */
+  readonly ended: boolean;
+}
+
+/** A GET on an SSE route, parsed into events (`event:` and `data:` lines, a blank line after each). */
+function openEvents(port: number, path = '/events'): Promise<EventStream> {
+  return new Promise((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream' } }, (res) => {
+      const queue: { event: string; data: string }[] = [];
+      const waiters: (() => void)[] = [];
+      let ended = false;
+      let pending = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => {
+        pending += chunk;
+        let end: number;
+        while ((end = pending.indexOf('\n\n')) !== -1) {
+          const block = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event: ')) event = line.slice('event: '.length);
+            else if (line.startsWith('data: ')) data.push(line.slice('data: '.length));
+          }
+          if (data.length > 0) queue.push({ event, data: data.join('\n') });
+          for (const wake of waiters.splice(0)) wake();
+        }
+      });
+      res.on('close', () => {
+        ended = true;
+        requests.delete(request);
+        for (const wake of waiters.splice(0)) wake();
+      });
+      resolve({
+        status: res.statusCode ?? 0,
+        type: res.headers['content-type'],
+        get ended() {
+          return ended;
+        },
+        async next(event) {
+          const deadline = now() + ms(2000);
+          for (;;) {
+            const index = queue.findIndex((item) => item.event === event);
+            if (index !== -1) return queue.splice(0, index + 1)[index]!;
+            if (ended) throw new Error(`the stream ended before a "${event}" event`);
+            if (now() > deadline) throw new Error(`no "${event}" event within ${ms(2000)} ms`);
+            await new Promise<void>((wake) => {
+              waiters.push(wake);
+              setTimeout(wake, ms(100));
+            });
+          }
+        },
+      });
+    });
+    requests.add(request);
+    request.on('error', reject);
   });
 }
 
@@ -133,11 +142,12 @@ describe('examples/server.mjs', () => {
   afterEach(() => {
     for (const ws of clients) ws.terminate();
     for (const socket of sockets) socket.destroy();
+    for (const request of requests) request.destroy();
   });
 
   afterAll(async () => {
-    for (const child of children) child.kill('SIGKILL');
-    await waitFor(() => children.size === 0, ms(5000), 'the demo processes to exit');
+    for (const request of requests) request.destroy();
+    await killDemos();
   });
 
   test('prints exactly one line with its URL, on the real port when PORT=0', () => {
@@ -147,13 +157,59 @@ describe('examples/server.mjs', () => {
     expect(demo.port).toBeGreaterThan(0);
   });
 
-  test('GET / is a text page naming the routes; other paths are 404', async () => {
+  test('GET / is the dashboard, an HTML page naming the routes; its script is served too; other paths are 404', async () => {
     const home = await get(demo.port, '/');
     expect(home.status).toBe(200);
-    expect(home.type).toMatch(/^text\/plain/);
-    for (const path of ['/ws/echo', '/ws/fast', '/stats']) expect(home.body).toContain(path);
+    expect(home.type).toMatch(/^text\/html/);
+    expect(home.body).toMatch(/^<!doctype html>/i);
+    for (const path of ['/ws/echo', '/ws/fast', '/stats', '/metrics']) expect(home.body).toContain(path);
+    const src = /<script src="([^"]+)"/.exec(home.body)?.[1];
+    expect(src).toBeDefined();
+    const script = await get(demo.port, src!);
+    expect(script.status).toBe(200);
+    expect(script.type).toMatch(/^text\/javascript/);
+    expect(script.body).toContain("new EventSource('/events')");
 
     expect((await get(demo.port, '/nothing-here')).status).toBe(404);
+  });
+
+  test('GET /metrics is Prometheus text with the engine metrics labelled by route', async () => {
+    const fast = await connect(demo.port, '/ws/fast');
+    const metrics = await get(demo.port, '/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(metrics.body).toMatch(/^# HELP ws_heartbeat_/m);
+    expect(metrics.body).toMatch(/^# TYPE ws_heartbeat_\w+ (counter|gauge|histogram)$/m);
+    const open = /^ws_heartbeat_connections\{route="\/ws\/fast"\} (\d+)$/m.exec(metrics.body);
+    expect(Number(open?.[1])).toBeGreaterThanOrEqual(1);
+    expect(metrics.body).toContain('route="/ws/echo"');
+    fast.terminate();
+  });
+
+  test('GET /events is an event stream: the history and route bounds on connect, then a stats snapshot every 500 ms', async () => {
+    const fast = await connect(demo.port, '/ws/fast');
+    const stream = await openEvents(demo.port);
+    expect(stream.status).toBe(200);
+    expect(stream.type).toMatch(/^text\/event-stream/);
+
+    const hello = JSON.parse((await stream.next('hello')).data) as {
+      routes: Record<string, { interval: number; timeout: number; closeTimeout: number }>;
+      snapshotPeriodMs: number;
+      history: { at: number; connections: Record<string, number>; terminations: Record<string, number> }[];
+    };
+    expect(hello.routes).toEqual({ '/ws/echo': { interval: 30_000, timeout: 10_000, closeTimeout: 5000 }, '/ws/fast': FAST });
+    expect(hello.snapshotPeriodMs).toBe(SNAPSHOT_PERIOD_MS);
+    expect(Array.isArray(hello.history)).toBe(true);
+
+    const first = JSON.parse((await stream.next('stats')).data) as { at: number; stats: HeartbeatStats };
+    expect(first.stats.routes['/ws/fast']?.connections).toBeGreaterThanOrEqual(1);
+    expect(first.stats.terminations).toEqual(expect.objectContaining({ timeout: expect.any(Number) }));
+    const second = JSON.parse((await stream.next('stats')).data) as { at: number; stats: HeartbeatStats };
+    const third = JSON.parse((await stream.next('stats')).data) as { at: number; stats: HeartbeatStats };
+    // The first comes at once; after it, one every period (the server's clock, to a timer's slop).
+    expect(third.at - second.at).toBeGreaterThanOrEqual(SNAPSHOT_PERIOD_MS - ms(100));
+    expect(third.at - second.at).toBeLessThanOrEqual(SNAPSHOT_PERIOD_MS + ms(100));
+    fast.terminate();
   });
 
   test.each(['/ws/echo', '/ws/fast'])('%s echoes text as text and binary as binary', async (path) => {
@@ -220,15 +276,26 @@ describe('examples/server.mjs', () => {
     const fastClosed = closed(fast);
 
     const signalled = now();
-    own.child.kill('SIGTERM');
-    const exit = await Promise.race([
-      own.exited,
-      new Promise<'still running'>((resolve) => setTimeout(resolve, FAST.closeTimeout + ms(1000), 'still running')),
-    ]);
+    const exit = await terminateDemo(own);
 
     expect(exit).toEqual({ code: 0, signal: null });
-    expect(now() - signalled).toBeLessThanOrEqual(FAST.closeTimeout + ms(1000));
+    expect(now() - signalled).toBeLessThanOrEqual(EXIT_BOUND);
     expect((await echoClosed).code).toBe(1001);
     expect((await fastClosed).code).toBe(1001);
+  });
+
+  test('SIGTERM with an /events stream open: the stream ends and the process still exits by itself with code 0', async () => {
+    const own = await startDemo();
+    const stream = await openEvents(own.port);
+    await stream.next('stats');
+    const fast = await connect(own.port, '/ws/fast');
+
+    const signalled = now();
+    const exit = await terminateDemo(own);
+
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(now() - signalled).toBeLessThanOrEqual(EXIT_BOUND);
+    await waitFor(() => stream.ended, ms(1000), 'the event stream to end');
+    expect(fast.readyState).toBe(WebSocket.CLOSED);
   });
 });

@@ -1,0 +1,90 @@
+/**
+ * The demo server (examples/server.mjs) as users run it: a child process on PORT=0 with the
+ * default HOST, importing the built plugin from packages/fastify/dist (and through it
+ * packages/core/dist). Shared by the demo's HTTP/WebSocket test and its browser test.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ms, waitFor } from './time';
+
+export const ROOT = join(__dirname, '..', '..');
+const SERVER = join(ROOT, 'examples', 'server.mjs');
+const URL_LINE = /http:\/\/127\.0\.0\.1:(\d+)/;
+
+/** The /ws/fast route's settings, as examples/server.mjs declares them. */
+export const FAST = { interval: 1000, timeout: 500, closeTimeout: 1000 };
+/** How often the demo's /events feed sends a stats snapshot (examples/feed.mjs). */
+export const SNAPSHOT_PERIOD_MS = 500;
+/** How long the demo may take to exit after SIGTERM: the slowest route's closeTimeout and a margin. */
+export const EXIT_BOUND = FAST.closeTimeout + ms(1000);
+
+export type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+export interface Demo {
+  child: ChildProcessWithoutNullStreams;
+  port: number;
+  lines: string[];
+  exited: Promise<Exit>;
+}
+
+const children = new Set<ChildProcessWithoutNullStreams>();
+
+/** Starts the demo; resolves once it printed its URL line. */
+export function startDemo(): Promise<Demo> {
+  for (const name of ['core', 'fastify']) {
+    if (!existsSync(join(ROOT, 'packages', name, 'dist', 'index.js'))) {
+      throw new Error(`packages/${name}/dist is missing: build the packages first (\`pnpm run build\`)`);
+    }
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
+  delete env.HOST;
+  const child = spawn(process.execPath, [SERVER], { cwd: ROOT, env });
+  children.add(child);
+  const exited = new Promise<Exit>((resolve) => {
+    child.once('exit', (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  const lines: string[] = [];
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    let pending = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      pending += chunk;
+      const parts = pending.split('\n');
+      pending = parts.pop() ?? '';
+      for (const line of parts) {
+        lines.push(line);
+        const match = URL_LINE.exec(line);
+        if (match) resolve({ child, port: Number(match[1]), lines, exited });
+      }
+    });
+    void exited.then(({ code, signal }) =>
+      reject(new Error(`demo exited (code ${code}, signal ${signal}) before printing its URL:\n${stderr}`)),
+    );
+    setTimeout(() => reject(new Error(`demo printed no URL within ${ms(10_000)} ms:\n${lines.join('\n')}\n${stderr}`)), ms(10_000)).unref();
+  });
+}
+
+/** Sends SIGTERM; resolves with the exit, or with 'still running' once `EXIT_BOUND` has passed. */
+export async function terminateDemo(demo: Demo): Promise<Exit | 'still running'> {
+  let exitTimer: NodeJS.Timeout | undefined;
+  demo.child.kill('SIGTERM');
+  try {
+    return await Promise.race([
+      demo.exited,
+      new Promise<'still running'>((resolve) => (exitTimer = setTimeout(resolve, EXIT_BOUND, 'still running'))),
+    ]);
+  } finally {
+    clearTimeout(exitTimer);
+  }
+}
+
+/** Kills every demo still running (for afterAll, whatever the tests did) and waits until they are gone. */
+export async function killDemos(): Promise<void> {
+  for (const child of children) child.kill('SIGKILL');
+  await waitFor(() => children.size === 0, ms(5000), 'the demo processes to exit');
+}
