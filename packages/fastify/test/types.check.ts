@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { WebSocket } from 'ws';
 import wsHeartbeat, { wsHeartbeat as namedExport, type WsHeartbeatOptions } from '@ws-heartbeat/fastify';
 import type { Heartbeat, HeartbeatStats } from '@ws-heartbeat/core';
+import { Registry } from 'prom-client';
 
 export async function typedRoutes(): Promise<void> {
   const app = Fastify();
@@ -103,4 +104,31 @@ export async function typedRoutes(): Promise<void> {
 
   // @ts-expect-error a heartbeat option of the wrong type
   await app.register(wsHeartbeat, { heartbeat: { interval: '1000' } });
+}
+
+export async function typedObservability(): Promise<void> {
+  const app = Fastify({ logger: true });
+  // The engine's own options go with the plugin's heartbeat; a prom-client Registry is a metricsRegistry.
+  await app.register(wsHeartbeat, {
+    heartbeat: { interval: 30_000, overloadThreshold: 200, logger: app.log },
+    metricsRoute: '/metrics',
+    metricsRegistry: new Registry(),
+  });
+  await app.register(wsHeartbeat, { heartbeat: { logger: false }, metricsRoute: false });
+
+  // @ts-expect-error metricsRoute is a path or false
+  await app.register(wsHeartbeat, { metricsRoute: true });
+
+  // @ts-expect-error a registry needs metrics() and contentType
+  await app.register(wsHeartbeat, { metricsRegistry: { registerMetric() {} } });
+
+  app.get(
+    '/engine-option-on-a-route',
+    {
+      websocket: true,
+      // @ts-expect-error overloadThreshold is the engine's, not a route's
+      heartbeat: { overloadThreshold: 200 },
+    },
+    (socket: WebSocket) => socket.close(),
+  );
 }

@@ -1,0 +1,425 @@
+/**
+ * The observability checks both adapter suites run (packages/fastify/test/observability.test.ts,
+ * packages/express/test/observability.test.ts): one traffic scenario on two routes, and what
+ * `/stats`, `/metrics` and the logs must say about it, figure by figure. Not a jest file.
+ *
+ * The app under test declares two WebSocket routes: `/short` (interval SHORT_INTERVAL, timeout
+ * SHORT_TIMEOUT) and `/idle` (a heartbeat that never acts within a test).
+ */
+import type { ClientOptions } from 'ws';
+import { TICK_MS, type Heartbeat, type HeartbeatStats, type LatencySummary, type TerminateReason } from '@ws-heartbeat/core';
+import type { TestClient } from '../../../test/helpers/clients';
+import { within } from '../../../test/helpers/harness';
+import { EPSILON, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+
+export const SHORT_INTERVAL = ms(200);
+export const SHORT_TIMEOUT = ms(100);
+/** When a silent peer of `/short` is terminated, after its last frame. */
+export const DETECTION_BOUND = SHORT_INTERVAL + SHORT_TIMEOUT;
+/** The engine's load window (core's LOAD_WINDOW_MS): an overload is judged once per window. */
+export const LOAD_WINDOW_MS = 1000;
+
+const REASONS: readonly TerminateReason[] = ['timeout', 'close-timeout', 'backpressure', 'shutdown'];
+const NO_TERMINATIONS: Record<TerminateReason, number> = { timeout: 0, 'close-timeout': 0, backpressure: 0, shutdown: 0 };
+const ONE_TIMEOUT: Record<TerminateReason, number> = { ...NO_TERMINATIONS, timeout: 1 };
+
+// ---- the scenario ------------------------------------------------------------------------
+
+export interface ObservedApp {
+  heartbeat: Heartbeat;
+  /** `ws://127.0.0.1:<port><path>` */
+  url(path: string): string;
+  /** Opens a client that the suite closes after the test. */
+  client(url: string, options?: ClientOptions): Promise<TestClient>;
+}
+
+/** What the clients of {@link driveTraffic} saw. */
+export interface Traffic {
+  /** Pings the healthy `/short` client received (and answered) before it closed. */
+  healthyPings: number;
+  /** Pings the silent `/short` client received before it was terminated. */
+  silentPings: number;
+  /** The `/idle` client, still open. */
+  idle: TestClient;
+}
+
+/**
+ * One client on `/idle`; on `/short` a healthy client, closed by itself once its first ping is
+ * answered, and a silent one (`autoPong: false`), terminated by the engine. Afterwards nothing
+ * moves any more (`/short` is empty, `/idle` is never pinged), so every figure is exact.
+ */
+export async function driveTraffic(app: ObservedApp): Promise<Traffic> {
+  const idle = await app.client(app.url('/idle'));
+  const [healthy, silent] = await Promise.all([app.client(app.url('/short')), app.client(app.url('/short'), { autoPong: false })]);
+  const shortStats = () => app.heartbeat.stats().routes['/short'];
+  // Closed as soon as its first pong is counted: its next ping is an interval away.
+  await waitFor(() => healthy.pings >= 1 && (shortStats()?.pongsReceived ?? 0) >= 1, SHORT_INTERVAL + ms(2000), 'the healthy client to answer a ping');
+  healthy.ws.close();
+  await within(healthy.closed, ms(2000), 'the healthy client to close');
+  const { code } = await within(silent.closed, DETECTION_BOUND + ms(2000), 'the silent client to be terminated');
+  expect(code).toBe(1006);
+  await waitFor(() => shortStats()?.connections === 0, ms(2000), '/short to be empty');
+  return { healthyPings: healthy.pings, silentPings: silent.pings, idle };
+}
+
+// ---- /stats --------------------------------------------------------------------------------
+
+/** A latency summary as `stats()` and `/stats` give it: `count` samples, consistent throughout. */
+export function expectSummary(summary: LatencySummary, count: number): void {
+  expect(Object.keys(summary).sort()).toEqual(['buckets', 'count', 'max', 'p50', 'p90', 'p99', 'sum']);
+  expect(summary.count).toBe(count);
+  const { buckets } = summary;
+  expect(buckets.length).toBeGreaterThan(1);
+  expect(buckets.at(-1)).toEqual({ le: '+Inf', count });
+  for (let i = 1; i < buckets.length; i++) {
+    expect(buckets[i]!.count).toBeGreaterThanOrEqual(buckets[i - 1]!.count);
+    if (i < buckets.length - 1) expect(buckets[i]!.le as number).toBeGreaterThan(buckets[i - 1]!.le as number);
+  }
+  if (count === 0) {
+    expect(summary).toMatchObject({ sum: 0, p50: null, p90: null, p99: null, max: null });
+    for (const bucket of buckets) expect(bucket.count).toBe(0);
+    return;
+  }
+  const { p50, p90, p99, max, sum } = summary as { p50: number; p90: number; p99: number; max: number; sum: number };
+  expect(p50).toBeLessThanOrEqual(p90);
+  expect(p90).toBeLessThanOrEqual(p99);
+  expect(p99).toBeLessThanOrEqual(max);
+  // The largest sample is one of them; no sample exceeds it.
+  expect(sum).toBeGreaterThanOrEqual(max);
+  expect(sum).toBeLessThanOrEqual(count * max);
+  // A bucket whose bound is at or above the largest sample holds every sample; one below it does not.
+  for (const bucket of buckets) {
+    if (bucket.le === '+Inf' || bucket.le >= max) expect(bucket.count).toBe(count);
+    else expect(bucket.count).toBeLessThan(count);
+  }
+}
+
+/** What `/stats` (or `stats()`) says after {@link driveTraffic}, figure by figure. */
+export function expectStatsAfterTraffic(stats: HeartbeatStats, traffic: Traffic, overloadThreshold: number): void {
+  const { healthyPings, silentPings } = traffic;
+  expect(silentPings).toBe(1);
+  expect(healthyPings).toBeGreaterThanOrEqual(1);
+  expect(Object.keys(stats.routes)).toEqual(expect.arrayContaining(['/short', '/idle']));
+
+  const short = stats.routes['/short']!;
+  expect(Object.keys(short).sort()).toEqual(['connections', 'detection', 'pingsSent', 'pongsReceived', 'rtt', 'terminations']);
+  expect(short.connections).toBe(0);
+  expect(short.pingsSent).toBe(healthyPings + silentPings);
+  expect(short.pongsReceived).toBe(healthyPings);
+  expect(short.terminations).toEqual(ONE_TIMEOUT);
+  expectSummary(short.rtt, healthyPings);
+  expect(short.rtt.max!).toBeLessThanOrEqual(SLOP); // loopback
+  // One detection: every percentile is that one sample, inside the liveness bound.
+  expectSummary(short.detection, 1);
+  const detected = short.detection.max!;
+  expect(detected).toBeGreaterThanOrEqual(DETECTION_BOUND - EPSILON);
+  expect(detected).toBeLessThanOrEqual(DETECTION_BOUND + SLOP);
+  expect(short.detection).toMatchObject({ p50: detected, p90: detected, p99: detected, sum: detected });
+
+  const idle = stats.routes['/idle']!;
+  expect(idle).toMatchObject({ connections: 1, pingsSent: 0, pongsReceived: 0, terminations: NO_TERMINATIONS });
+  expectSummary(idle.rtt, 0);
+  expectSummary(idle.detection, 0);
+
+  expect(stats.connections).toBe(1);
+  expect(stats.pingsSent).toBe(healthyPings + silentPings);
+  expect(stats.pongsReceived).toBe(healthyPings);
+  expect(stats.terminations).toEqual(ONE_TIMEOUT);
+
+  expect(Object.keys(stats.tick).sort()).toEqual(['lastLateMs', 'maxLateMs', 'ms', 'recentLateMs']);
+  expect(stats.tick.ms).toBe(TICK_MS);
+  for (const late of [stats.tick.lastLateMs, stats.tick.recentLateMs]) {
+    expect(late).toBeGreaterThanOrEqual(0);
+    expect(late).toBeLessThanOrEqual(stats.tick.maxLateMs);
+  }
+  expect(Object.keys(stats.eventLoop).sort()).toEqual(['maxMs', 'meanMs', 'p50Ms', 'p99Ms']);
+  const { meanMs, p50Ms, p99Ms, maxMs } = stats.eventLoop;
+  for (const value of [meanMs, p50Ms, p99Ms]) {
+    expect(value).toBeGreaterThanOrEqual(0);
+    expect(value).toBeLessThanOrEqual(maxMs);
+  }
+  expect(p50Ms).toBeLessThanOrEqual(p99Ms);
+  expect(typeof stats.overloaded).toBe('boolean');
+  expect(stats.overloadThreshold).toBe(overloadThreshold);
+}
+
+// ---- /metrics --------------------------------------------------------------------------------
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export interface Exposition {
+  help: Map<string, string>;
+  types: Map<string, string>;
+  samples: Sample[];
+}
+
+const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
+const HELP_LINE = new RegExp(`^# HELP (${NAME}) (.*)$`);
+const TYPE_LINE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`);
+const SAMPLE_LINE = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (\\S+)(?: (-?\\d+))?$`);
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/y;
+const VALUE = /^(?:[+-]?(?:\d+\.?\d*(?:e[+-]?\d+)?|\.\d+(?:e[+-]?\d+)?)|[+-]Inf|NaN)$/i;
+
+function parseLabels(text: string, line: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  LABEL.lastIndex = 0;
+  while (LABEL.lastIndex < text.length) {
+    const match = LABEL.exec(text);
+    if (match === null) throw new Error(`unparsable labels in: ${line}`);
+    labels[match[1]!] = match[2]!.replace(/\\(.)/g, (_all, c: string) => (c === 'n' ? '\n' : c));
+  }
+  return labels;
+}
+
+/** Parses Prometheus text exposition (format 0.0.4); throws on a line that is none of HELP, TYPE, a sample, or empty. */
+export function parseExposition(text: string): Exposition {
+  const exposition: Exposition = { help: new Map(), types: new Map(), samples: [] };
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const help = HELP_LINE.exec(line);
+    if (help) {
+      exposition.help.set(help[1]!, help[2]!);
+      continue;
+    }
+    const type = TYPE_LINE.exec(line);
+    if (type) {
+      exposition.types.set(type[1]!, type[2]!);
+      continue;
+    }
+    const sample = SAMPLE_LINE.exec(line);
+    if (sample === null || !VALUE.test(sample[3]!)) throw new Error(`not a line of Prometheus text exposition: ${JSON.stringify(line)}`);
+    exposition.samples.push({ name: sample[1]!, labels: parseLabels(sample[2] ?? '', line), value: Number(sample[3]!.replace(/^\+/, '')) });
+  }
+  return exposition;
+}
+
+/** The samples of `name` whose labels include `labels`. */
+export function samplesOf(exposition: Exposition, name: string, labels: Record<string, string> = {}): Sample[] {
+  return exposition.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+}
+
+/** The one sample of `name` with exactly these labels (besides none). */
+export function valueOf(exposition: Exposition, name: string, labels: Record<string, string> = {}): number {
+  const found = exposition.samples.filter((s) => s.name === name && Object.keys(s.labels).length === Object.keys(labels).length && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  if (found.length !== 1) throw new Error(`expected one sample ${name}${JSON.stringify(labels)}, found ${found.length}`);
+  return found[0]!.value;
+}
+
+export const METRIC_TYPES: Record<string, string> = {
+  ws_heartbeat_connections: 'gauge',
+  ws_heartbeat_pings_total: 'counter',
+  ws_heartbeat_pongs_total: 'counter',
+  ws_heartbeat_terminations_total: 'counter',
+  ws_heartbeat_rtt_seconds: 'histogram',
+  ws_heartbeat_detection_seconds: 'histogram',
+  ws_heartbeat_event_loop_delay_seconds: 'gauge',
+  ws_heartbeat_tick_lateness_seconds: 'gauge',
+  ws_heartbeat_overloaded: 'gauge',
+};
+
+/** A histogram of one route: buckets cumulative and ascending, ending in `+Inf`, which equals `_count`. */
+function expectHistogram(exposition: Exposition, name: string, route: string, count: number): void {
+  const buckets = samplesOf(exposition, `${name}_bucket`, { route });
+  expect(buckets.length).toBeGreaterThan(1);
+  expect(buckets.at(-1)!.labels.le).toBe('+Inf');
+  for (let i = 1; i < buckets.length; i++) {
+    expect(buckets[i]!.value).toBeGreaterThanOrEqual(buckets[i - 1]!.value);
+    if (i < buckets.length - 1) expect(Number(buckets[i]!.labels.le)).toBeGreaterThan(Number(buckets[i - 1]!.labels.le));
+  }
+  expect(buckets.at(-1)!.value).toBe(valueOf(exposition, `${name}_count`, { route }));
+  expect(valueOf(exposition, `${name}_count`, { route })).toBe(count);
+}
+
+/** What `/metrics` says after {@link driveTraffic}: every line parses, and each figure is `stats()`'s. */
+export function expectMetricsAfterTraffic(text: string, stats: HeartbeatStats, traffic: Traffic): Exposition {
+  const exposition = parseExposition(text);
+  for (const [name, type] of Object.entries(METRIC_TYPES)) {
+    expect({ name, type: exposition.types.get(name) }).toEqual({ name, type });
+    expect(exposition.help.get(name)).toEqual(expect.any(String));
+  }
+  // Every ws_heartbeat_ sample belongs to one of these metrics.
+  const families = Object.keys(METRIC_TYPES);
+  for (const sample of exposition.samples.filter((s) => s.name.startsWith('ws_heartbeat_'))) {
+    expect(families.some((f) => sample.name === f || /^_(bucket|sum|count)$/.test(sample.name.slice(f.length)))).toBe(true);
+  }
+
+  const routes = samplesOf(exposition, 'ws_heartbeat_connections').map((s) => s.labels.route);
+  expect(routes).toEqual(expect.arrayContaining(['/short', '/idle']));
+  expect(valueOf(exposition, 'ws_heartbeat_connections', { route: '/short' })).toBe(0);
+  expect(valueOf(exposition, 'ws_heartbeat_connections', { route: '/idle' })).toBe(1);
+  expect(valueOf(exposition, 'ws_heartbeat_pings_total', { route: '/short' })).toBe(traffic.healthyPings + traffic.silentPings);
+  expect(valueOf(exposition, 'ws_heartbeat_pongs_total', { route: '/short' })).toBe(traffic.healthyPings);
+  expect(valueOf(exposition, 'ws_heartbeat_pings_total', { route: '/idle' })).toBe(0);
+  for (const reason of REASONS) {
+    expect({ reason, value: valueOf(exposition, 'ws_heartbeat_terminations_total', { route: '/short', reason }) }).toEqual({ reason, value: reason === 'timeout' ? 1 : 0 });
+    expect(valueOf(exposition, 'ws_heartbeat_terminations_total', { route: '/idle', reason })).toBe(0);
+  }
+
+  expectHistogram(exposition, 'ws_heartbeat_rtt_seconds', '/short', traffic.healthyPings);
+  expectHistogram(exposition, 'ws_heartbeat_rtt_seconds', '/idle', 0);
+  expectHistogram(exposition, 'ws_heartbeat_detection_seconds', '/short', 1);
+  expectHistogram(exposition, 'ws_heartbeat_detection_seconds', '/idle', 0);
+  // Seconds, not milliseconds: the one detection is interval + timeout.
+  const detectedSeconds = valueOf(exposition, 'ws_heartbeat_detection_seconds_sum', { route: '/short' });
+  expect(detectedSeconds).toBeCloseTo(stats.routes['/short']!.detection.sum / 1000, 6);
+  expect(detectedSeconds).toBeGreaterThanOrEqual((DETECTION_BOUND - EPSILON) / 1000);
+  expect(detectedSeconds).toBeLessThanOrEqual((DETECTION_BOUND + SLOP) / 1000);
+  // Its bucket: the first bound at or above it counts it, the one below does not.
+  for (const bucket of samplesOf(exposition, 'ws_heartbeat_detection_seconds_bucket', { route: '/short' })) {
+    const le = bucket.labels.le === '+Inf' ? Infinity : Number(bucket.labels.le);
+    expect({ le, value: bucket.value }).toEqual({ le, value: le >= detectedSeconds ? 1 : 0 });
+  }
+
+  for (const name of ['ws_heartbeat_event_loop_delay_seconds', 'ws_heartbeat_tick_lateness_seconds']) {
+    expect(valueOf(exposition, name)).toBeGreaterThanOrEqual(0);
+  }
+  expect([0, 1]).toContain(valueOf(exposition, 'ws_heartbeat_overloaded'));
+  return exposition;
+}
+
+// ---- logs ------------------------------------------------------------------------------------
+
+/** One JSON line a pino logger wrote, parsed, with the time it was written. */
+export interface LogLine {
+  level: number;
+  msg: string;
+  at: number;
+  [key: string]: unknown;
+}
+
+/** A pino destination that keeps every line it is given. */
+export function captureLines(): { stream: { write(line: string): void }; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return {
+    lines,
+    stream: {
+      write(line: string) {
+        for (const part of line.split('\n')) if (part !== '') lines.push({ ...(JSON.parse(part) as LogLine), at: now() });
+      },
+    },
+  };
+}
+
+export const LEVEL = { debug: 20, info: 30, warn: 40 } as const;
+
+/** The lines of the engine whose message is `msg`. */
+export function linesOf(lines: LogLine[], msg: string): LogLine[] {
+  return lines.filter((line) => line.msg === msg);
+}
+
+/**
+ * The engine's lines after {@link driveTraffic}: a debug line per ping and per pong of `/short`
+ * (`withDebug`) or none at all, and the termination at info with its reason, route, address, age
+ * and silence.
+ */
+export function expectLogsAfterTraffic(lines: LogLine[], stats: HeartbeatStats, withDebug: boolean): void {
+  const short = stats.routes['/short']!;
+  const pings = linesOf(lines, 'ws-heartbeat: ping');
+  const pongs = linesOf(lines, 'ws-heartbeat: pong');
+  if (withDebug) {
+    expect(pings).toHaveLength(short.pingsSent);
+    expect(pongs).toHaveLength(short.pongsReceived);
+    for (const line of pings) expect(line).toMatchObject({ level: LEVEL.debug, route: '/short' });
+    for (const line of pongs) {
+      expect(line).toMatchObject({ level: LEVEL.debug, route: '/short', rttMs: expect.any(Number) });
+      expect(line.rttMs as number).toBeGreaterThanOrEqual(0);
+      expect(line.rttMs as number).toBeLessThanOrEqual(SLOP);
+    }
+  } else {
+    expect(pings).toEqual([]);
+    expect(pongs).toEqual([]);
+  }
+  const terminations = lines.filter((line) => line.msg.startsWith('ws-heartbeat: terminated'));
+  expect(terminations).toHaveLength(1);
+  const [line] = terminations as [LogLine];
+  expect(line).toMatchObject({
+    level: LEVEL.info,
+    msg: 'ws-heartbeat: terminated a connection (timeout)',
+    reason: 'timeout',
+    route: '/short',
+    remoteAddress: '127.0.0.1',
+    ageMs: expect.any(Number),
+    silentMs: expect.any(Number),
+  });
+  const silentMs = line.silentMs as number;
+  // Rounded to whole ms by the engine.
+  expect(silentMs).toBeGreaterThanOrEqual(DETECTION_BOUND - EPSILON);
+  expect(silentMs).toBeLessThanOrEqual(DETECTION_BOUND + SLOP);
+  expect(line.ageMs as number).toBeGreaterThanOrEqual(silentMs);
+  expect(line.ageMs as number).toBeLessThanOrEqual(silentMs + EPSILON);
+}
+
+// ---- overload ----------------------------------------------------------------------------------
+
+/** How long each block of {@link blockEventLoop} holds the event loop. */
+export const BLOCK = ms(300);
+/** Between the two blocks: long enough for Node's event-loop delay monitor (10 ms resolution) to run. */
+const BETWEEN_BLOCKS = ms(30);
+
+/** Blocks this process's event loop for `duration` ms. */
+export function busyWait(duration: number): void {
+  const until = now() + duration;
+  while (now() < until) {
+    // Nothing: the point is that no callback runs meanwhile.
+  }
+}
+
+/**
+ * Blocks the event loop for BLOCK, twice, BETWEEN_BLOCKS apart. Twice because a stall that begins
+ * within the monitor's resolution after the engine closed a load window is invisible to it: Node's
+ * `histogram.reset()` forgets the monitor's previous timestamp, so its first delay after a reset
+ * is never recorded. A window closes once a second, so at most one of the two blocks can be so lost.
+ */
+export async function blockEventLoop(): Promise<{ firstEnd: number; lastEnd: number }> {
+  busyWait(BLOCK);
+  const firstEnd = now();
+  await sleep(BETWEEN_BLOCKS);
+  busyWait(BLOCK);
+  return { firstEnd, lastEnd: now() };
+}
+
+/**
+ * With a connection tracked and `overloadThreshold` below BLOCK: the event loop is blocked (see
+ * {@link blockEventLoop}); a warn line follows within a window or so, and `/stats` (read by `fetchStats` right
+ * then) says `overloaded: true`; a window later, an info line says it ended.
+ */
+export async function expectOverloadLogged(
+  heartbeat: Heartbeat,
+  lines: LogLine[],
+  fetchStats: () => Promise<HeartbeatStats>,
+  threshold: number,
+): Promise<void> {
+  expect(heartbeat.size).toBeGreaterThanOrEqual(1);
+  // Start from a calm window, so the warn below is this block's.
+  await waitFor(() => !heartbeat.stats().overloaded, ms(5000), 'a window without overload');
+  const before = lines.length;
+  const warnings = () => linesOf(lines.slice(before), 'ws-heartbeat: event loop overloaded');
+  const endings = () => linesOf(lines.slice(before), 'ws-heartbeat: event loop no longer overloaded');
+  expect(warnings()).toEqual([]);
+
+  const { firstEnd, lastEnd } = await blockEventLoop();
+  await waitFor(() => warnings().length > 0, LOAD_WINDOW_MS + ms(1000), 'the overload warning');
+  const stats = await fetchStats();
+  expect(stats.overloaded).toBe(true);
+  expect(stats.overloadThreshold).toBe(threshold);
+  const [warn] = warnings() as [LogLine];
+  expect(warn).toMatchObject({ level: LEVEL.warn, thresholdMs: threshold, eventLoopDelayMs: expect.any(Number), tickLateMs: expect.any(Number) });
+  const worst = Math.max(warn.eventLoopDelayMs as number, warn.tickLateMs as number);
+  expect(worst).toBeGreaterThan(threshold);
+  expect(worst).toBeGreaterThanOrEqual(BLOCK / 2);
+  // Judged when a window that holds a block closes: after it, within a window of the last one.
+  expect(warn.at).toBeGreaterThanOrEqual(firstEnd);
+  expect(warn.at - lastEnd).toBeLessThanOrEqual(LOAD_WINDOW_MS + SLOP);
+
+  await waitFor(() => endings().length > 0, LOAD_WINDOW_MS + ms(2000), 'the end of the overload');
+  const [ended] = endings() as [LogLine];
+  expect(ended).toMatchObject({ level: LEVEL.info, thresholdMs: threshold });
+  // A window later at the earliest (SLOP: the warn line is timed when written, after the window began).
+  expect(ended.at - warn.at).toBeGreaterThanOrEqual(LOAD_WINDOW_MS - SLOP);
+  expect(warnings()).toHaveLength(1);
+  expect(heartbeat.stats().overloaded).toBe(false);
+}
