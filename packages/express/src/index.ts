@@ -5,11 +5,15 @@ import parseUrl from 'parseurl';
 import { match, type MatchFunction } from 'path-to-regexp';
 import type { WebSocket } from 'ws';
 import {
+  Heartbeat,
   UpgradeRouter,
   abortHandshake,
+  collectMetrics,
   type Authenticate,
-  type Heartbeat,
+  type HeartbeatEngineOptions,
+  type HeartbeatLogger,
   type HeartbeatOptions,
+  type MetricsRegistry,
   type OriginPolicy,
   type RouteWsOptions,
   type RouterErrorPhase,
@@ -64,10 +68,18 @@ export interface WebSocketRouteOptions<P extends RouteParams = RouteParams> {
 /** Options of {@link WebSocketRoutes}. */
 export interface WebSocketRoutesOptions {
   /**
-   * Heartbeat options for every route (`interval`, `timeout`, `closeTimeout`, ...).
-   * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s
+   * Heartbeat options for every route (`interval`, `timeout`, `closeTimeout`, ...), and the
+   * engine's `overloadThreshold`.
+   * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s, overloadThreshold 100 ms
    */
-  heartbeat?: HeartbeatOptions;
+  heartbeat?: HeartbeatEngineOptions;
+  /**
+   * Where the engine writes what it does: each ping and pong at debug, each termination at info,
+   * an overload of the event loop at warn and its end at info. A pino-compatible logger (pino
+   * itself, or anything with `debug`, `info` and `warn` taking `(object, message)`); `false` for none.
+   * @default false
+   */
+  logger?: HeartbeatLogger | false;
   /**
    * `ws` server options for every route; a route's `ws` option overrides them.
    * @default `ws`'s defaults
@@ -111,7 +123,9 @@ interface Route {
   readonly match: MatchFunction<RouteParams>;
 }
 
-const OPTION_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'caseSensitive', 'strict', 'onError']);
+const OPTION_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'caseSensitive', 'strict', 'onError', 'logger']);
+const REGISTRY_METHODS = ['registerMetric', 'removeSingleMetric', 'getSingleMetric', 'metrics'] as const;
+const METRICS_FAILED = 'Metrics unavailable\n';
 const ROUTE_KEYS = new Set(['heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
 const TRAILING_SLASHES = /\/+$/;
 
@@ -126,6 +140,36 @@ function decodeParam(value: string): string {
 }
 
 class BadRequest extends Error {}
+
+function isRegistry(value: unknown): value is MetricsRegistry {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Record<string, unknown>;
+  return REGISTRY_METHODS.every((method) => typeof candidate[method] === 'function');
+}
+
+/**
+ * The engine's options: `heartbeat` with `logger` in it. Anything but a plain options object goes
+ * to the router as it is, to be refused there.
+ */
+function engineOptions(heartbeat: unknown, logger: HeartbeatLogger | false | undefined): HeartbeatEngineOptions | undefined {
+  if (logger === undefined || (typeof heartbeat === 'object' && heartbeat instanceof Heartbeat)) return heartbeat as HeartbeatEngineOptions | undefined;
+  if (heartbeat === undefined) return { logger };
+  if (typeof heartbeat !== 'object' || heartbeat === null) return heartbeat as HeartbeatEngineOptions;
+  if ('logger' in heartbeat) throw new TypeError('Set the logger once: either the "logger" option or "heartbeat.logger", not both');
+  return { ...heartbeat, logger };
+}
+
+/** A plain-text answer of a metrics handler: its status and body, unless the response already began. */
+function endPlain(res: ServerResponse, status: number, contentType: string, body: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.statusCode = status;
+  res.setHeader('Content-Type', contentType);
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
 
 /**
  * WebSocket routes for an Express application, with heartbeat: declared with Express 5 paths,
@@ -149,17 +193,23 @@ export class WebSocketRoutes {
   readonly #caseSensitive: boolean;
   readonly #strict: boolean;
   readonly #unmounts = new Map<UpgradeServer, () => void>();
+  /** Per registry given to {@link metricsHandler}: its handler, and the remover of its metrics. */
+  readonly #metrics = new Map<MetricsRegistry, { handler: (req: IncomingMessage, res: ServerResponse) => void; remove: () => void }>();
+  readonly #logger: HeartbeatLogger | false;
   #closePromise: Promise<void> | undefined;
 
   constructor(options: WebSocketRoutesOptions = {}) {
     for (const key of Object.keys(options)) {
       if (!OPTION_KEYS.has(key)) throw new TypeError(`Unknown @ws-heartbeat/express option "${key}"`);
     }
-    const { heartbeat, ws = {}, maxConnections, maxConnectionsPerClient, authTimeout, caseSensitive = false, strict = false, onError } = options;
+    const { heartbeat, logger, ws = {}, maxConnections, maxConnectionsPerClient, authTimeout, caseSensitive = false, strict = false, onError } = options;
     if (typeof caseSensitive !== 'boolean') throw new TypeError(`The "caseSensitive" option must be a boolean: got ${String(caseSensitive)}`);
     if (typeof strict !== 'boolean') throw new TypeError(`The "strict" option must be a boolean: got ${String(strict)}`);
-    this.#router = new UpgradeRouter({ heartbeat, maxConnections, maxConnectionsPerClient, authTimeout, onError });
+    const engine = engineOptions(heartbeat, logger);
+    this.#router = new UpgradeRouter({ heartbeat: engine, maxConnections, maxConnectionsPerClient, authTimeout, onError });
     this.heartbeat = this.#router.heartbeat;
+    // Validated by the engine by now.
+    this.#logger = (engine instanceof Heartbeat ? undefined : engine?.logger) ?? false;
     this.#wsDefaults = ws;
     this.#caseSensitive = caseSensitive;
     this.#strict = strict;
@@ -242,15 +292,49 @@ export class WebSocketRoutes {
   };
 
   /**
+   * A request handler that answers the Prometheus metrics of `registry` (a prom-client
+   * `Registry`), with the engine's metrics (`ws_heartbeat_*`) added to it:
+   * `app.get('/metrics', sockets.metricsHandler(registry))`. It works with plain `node:http` too.
+   * The metrics are added on the first call for a registry; later calls with the same registry
+   * return the same handler. {@link close} removes them. If `registry.metrics()` fails, the
+   * handler answers 500 (and tells the `logger` at warn, if there is one). Throws if the registry
+   * already holds a metric of one of these names, or after `close()`.
+   */
+  metricsHandler(registry: MetricsRegistry): (req: IncomingMessage, res: ServerResponse) => void {
+    if (!isRegistry(registry)) throw new TypeError(`metricsHandler() needs a prom-client Registry: got ${String(registry)}`);
+    const known = this.#metrics.get(registry);
+    if (known !== undefined) return known.handler;
+    if (this.#closePromise) throw new Error('WebSocketRoutes is closed: it has no metrics to serve');
+    const remove = collectMetrics(this.heartbeat, registry);
+    const logger = this.#logger;
+    const handler = function metricsHandler(_req: IncomingMessage, res: ServerResponse): void {
+      const answered = (body: string): void => endPlain(res, 200, registry.contentType, body);
+      const failed = (error: unknown): void => {
+        if (logger !== false) logger.warn({ err: error }, 'ws-heartbeat: metrics failed');
+        endPlain(res, 500, 'text/plain; charset=utf-8', METRICS_FAILED);
+      };
+      // A registry that throws instead of rejecting, or a response that throws, is a 500 (or a destroyed response) too.
+      new Promise<string>((resolve) => resolve(registry.metrics()))
+        .then(answered, failed)
+        .catch(() => res.destroy());
+    };
+    this.#metrics.set(registry, { handler, remove });
+    return handler;
+  }
+
+  /**
    * Shuts down: upgrades get 503 from now on, every connection gets close code 1001, those
    * still open after their route's `closeTimeout` are destroyed (reason `'shutdown'`); once all
-   * are gone, the `'upgrade'` listeners are removed. Resolves then; `server.close()` can complete
-   * and nothing of this package keeps the process alive. Safe to call more than once.
+   * are gone, the `'upgrade'` listeners and the metrics of {@link metricsHandler} are removed.
+   * Resolves then; `server.close()` can complete and nothing of this package keeps the process
+   * alive. Safe to call more than once.
    */
   close(): Promise<void> {
     this.#closePromise ??= this.#router.close().then(() => {
       for (const unmount of this.#unmounts.values()) unmount();
       this.#unmounts.clear();
+      for (const { remove } of this.#metrics.values()) remove();
+      this.#metrics.clear();
     });
     return this.#closePromise;
   }
@@ -281,4 +365,12 @@ export class WebSocketRoutes {
   }
 }
 
-export type { Heartbeat, HeartbeatOptions, OriginPolicy, RouteWsOptions } from '@ws-heartbeat/core';
+export type {
+  Heartbeat,
+  HeartbeatEngineOptions,
+  HeartbeatLogger,
+  HeartbeatOptions,
+  MetricsRegistry,
+  OriginPolicy,
+  RouteWsOptions,
+} from '@ws-heartbeat/core';
