@@ -66,6 +66,18 @@ export interface EngineOptions {
   logger?: HeartbeatLogger | false;
 }
 
+/** Options of {@link Heartbeat.close}. */
+export interface CloseOptions {
+  /**
+   * Tells clients to come back within this many ms: connections are closed with code 1012
+   * (Service Restart) and the reason `Server restarting, retry within <n> ms`, which
+   * `@ws-heartbeat/client` reads to wait a random delay in that window, so that a restart does
+   * not bring every client back at once. Without it: code 1001, `Server shutting down`.
+   * @default none
+   */
+  retryWithin?: number;
+}
+
 /** The constructor's options: every route's heartbeat defaults, and the engine's own. */
 export type HeartbeatEngineOptions = HeartbeatOptions & EngineOptions;
 
@@ -173,6 +185,8 @@ const WHEEL_SLOTS = 1024;
 const INITIAL_CAPACITY = 64;
 const SHUTDOWN_CODE = 1001;
 const SHUTDOWN_REASON = 'Server shutting down';
+/** Service Restart (RFC 6455 §7.4.1 registry): the close code of a shutdown with a retry hint. */
+const RESTART_CODE = 1012;
 /** How often a route with `maxBufferedAmount` re-reads its connections' queues, at most. */
 const BUFFER_CHECK_MS = 1_000;
 /** How much earlier than its due time a new connection's first ping may go, at most, to keep ticks even. */
@@ -257,6 +271,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly load: LoadMonitor;
 
   private closePromise: Promise<void> | undefined;
+  private shutdownCode = SHUTDOWN_CODE;
+  private shutdownReason = SHUTDOWN_REASON;
   private resolveClose: (() => void) | undefined;
   private closed = false;
 
@@ -414,7 +430,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.emitSafely('connection', ws, profile.name);
 
     if (ws.readyState === WebSocket.CLOSING) this.markClosing(id);
-    else if (this.closing) ws.close(SHUTDOWN_CODE, SHUTDOWN_REASON);
+    else if (this.closing) ws.close(this.shutdownCode, this.shutdownReason);
     this.wake();
   }
 
@@ -450,18 +466,27 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   }
 
   /**
-   * Closes every connection with code 1001, destroys those still open after their route's
-   * `closeTimeout` (reason `'shutdown'`), clears the timer, and resolves once every connection
-   * is gone; then emits `'close'`. Safe to call more than once.
+   * Closes every connection with code 1001 (or 1012 and a retry hint, with `retryWithin`),
+   * destroys those still open after their route's `closeTimeout` (reason `'shutdown'`), clears
+   * the timer, and resolves once every connection is gone; then emits `'close'`. Safe to call
+   * more than once: later calls return the first call's promise, and their options are ignored.
    */
-  close(): Promise<void> {
+  close(options: CloseOptions = {}): Promise<void> {
     if (this.closePromise) return this.closePromise;
+    const { retryWithin } = options;
+    if (retryWithin !== undefined) {
+      if (typeof retryWithin !== 'number' || !Number.isSafeInteger(retryWithin) || retryWithin <= 0) {
+        fail('retryWithin', 'a positive whole number of milliseconds', retryWithin);
+      }
+      this.shutdownCode = RESTART_CODE;
+      this.shutdownReason = `Server restarting, retry within ${retryWithin} ms`;
+    }
     this.closePromise = new Promise((resolve) => {
       this.resolveClose = resolve;
     });
     for (let id = 0; id < this.sockets.length; id++) {
       const ws = this.sockets[id];
-      if (ws !== undefined && this.state[id] === OPEN) ws.close(SHUTDOWN_CODE, SHUTDOWN_REASON);
+      if (ws !== undefined && this.state[id] === OPEN) ws.close(this.shutdownCode, this.shutdownReason);
     }
     if (this.count === 0) this.finishClose();
     return this.closePromise;

@@ -1,5 +1,6 @@
 export { Heartbeat } from './heartbeat';
 export type {
+  CloseOptions,
   EngineOptions,
   EventLoopDelay,
   HeartbeatEngineOptions,

@@ -4,7 +4,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
 import { checkKeys, describe, fail, rethrow } from './errors';
-import { Heartbeat, type HeartbeatEngineOptions } from './heartbeat';
+import { Heartbeat, type CloseOptions, type HeartbeatEngineOptions } from './heartbeat';
 import { abortHandshake, socketOnError } from './http';
 import type { HeartbeatOptions } from './options';
 import { compilePath, splitPath, type PathMatcher, type PathParams } from './path';
@@ -424,21 +424,21 @@ export class UpgradeRouter {
 
   /**
    * Shuts down: answers 503 to every upgrade from now on and to those still authenticating,
-   * removes the `'upgrade'` listeners, closes the heartbeat engine (1001 to every connection;
-   * see `Heartbeat.close`) and the routes' `ws` servers. Resolves once every connection is gone.
-   * Safe to call more than once.
+   * removes the `'upgrade'` listeners, closes the heartbeat engine (1001 to every connection, or
+   * 1012 with a retry hint given `retryWithin`; see `Heartbeat.close`) and the routes' `ws`
+   * servers. Resolves once every connection is gone. Safe to call more than once.
    */
-  close(): Promise<void> {
+  close(options: CloseOptions = {}): Promise<void> {
     if (this.#closePromise) return this.#closePromise;
     this.#closing = true;
     for (const detach of [...this.#detachers.values()]) detach();
     for (const socket of [...this.#pending.keys()]) this.#refusePending(socket, 503);
-    this.#closePromise = this.#shutdown();
+    this.#closePromise = this.#shutdown(options);
     return this.#closePromise;
   }
 
-  async #shutdown(): Promise<void> {
-    await this.heartbeat.close();
+  async #shutdown(options: CloseOptions): Promise<void> {
+    await this.heartbeat.close(options);
     await Promise.all([...this.#routesByName.values()].map((route) => closeServer(route.wss)));
   }
 
