@@ -1,0 +1,512 @@
+/**
+ * @ws-heartbeat/client: a WebSocket client that can tell when its server is gone, and comes back.
+ *
+ * Browsers answer the server's ping frames but cannot send any, so a browser app cannot see a
+ * dead server: its socket sits OPEN for minutes. This client sends the application-level
+ * heartbeat that the server engine's `appHeartbeat` answers, declares the server dead when no
+ * answer comes, and reconnects with exponential backoff and full jitter, or within the window the
+ * server named when it shut down. It has no dependencies and runs in browsers (one ES module) and
+ * in Node (with `ws`, or the global `WebSocket` where Node has one).
+ */
+
+/** The part of a WebSocket (the browser's, `ws`, Node's global one) that the client uses. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  binaryType?: string;
+  send(data: never): void;
+  close(code?: number, reason?: string): void;
+  /** `ws` has it: ends the TCP connection at once, without a closing handshake. */
+  terminate?(): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+/** A WebSocket constructor: `globalThis.WebSocket` in a browser, `require('ws')` in Node. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** Data the client can send: what the platform's `WebSocket.send()` takes. */
+export type SendData = string | ArrayBufferLike | ArrayBufferView | Blob;
+
+export interface ReconnectOptions {
+  /**
+   * The first retry waits up to this long (ms); each failed retry multiplies the bound by `factor`.
+   * @default 500
+   */
+  minDelay?: number;
+  /**
+   * The most any retry waits (ms).
+   * @default 30_000
+   */
+  maxDelay?: number;
+  /**
+   * How much the bound grows per failed retry.
+   * @default 2
+   */
+  factor?: number;
+  /**
+   * Retries after which the client gives up (readyState CLOSED, a `'close'` event with `final: true`).
+   * @default Infinity
+   */
+  maxRetries?: number;
+  /**
+   * A connection that stays open this long (ms) resets the backoff to its first step.
+   * @default 10_000
+   */
+  resetAfter?: number;
+}
+
+export interface HeartbeatClientOptions {
+  /**
+   * Subprotocols, as for `new WebSocket(url, protocols)`.
+   * @default none
+   */
+  protocols?: string | string[];
+  /**
+   * The WebSocket constructor. Node 20 has no global WebSocket: pass `ws` (`require('ws')`).
+   * @default globalThis.WebSocket
+   */
+  WebSocket?: WebSocketConstructor;
+  /**
+   * When nothing has arrived for this long (ms), the client sends a heartbeat message.
+   * Until set here, the server's own `interval` is used once its first answer tells it.
+   * @default 30_000
+   */
+  pingInterval?: number;
+  /**
+   * When nothing arrives this long (ms) after a heartbeat message, the server is dead: the client
+   * closes the connection and reconnects. Until set here, the server's own `timeout` is used once
+   * its first answer tells it.
+   * @default 10_000
+   */
+  pongTimeout?: number;
+  /**
+   * The heartbeat message. The server's `appHeartbeat` recognises the default.
+   * @default '{"type":"ping"}'
+   */
+  heartbeatMessage?: string;
+  /**
+   * Reconnect after the connection is lost, with exponential backoff and full jitter; `false`
+   * to stay closed.
+   * @default {}
+   */
+  reconnect?: ReconnectOptions | false;
+  /**
+   * Messages `send()` keeps while the connection is not open, delivered in order once it is.
+   * When the queue is full, `send()` refuses the message (returns false). `0`: no queue.
+   * @default 0
+   */
+  queueSize?: number;
+  /**
+   * `binaryType` of each socket (`'arraybuffer'`, `'blob'`, or `ws`'s `'nodebuffer'`).
+   * @default the platform's
+   */
+  binaryType?: string;
+}
+
+/** Why the client declared the server dead. */
+export type DeadReason = 'timeout' | 'connection-lost';
+
+export interface ClientEventMap {
+  /** The connection is open. */
+  open: { type: 'open'; url: string };
+  /** An application message arrived (heartbeat answers are not delivered). */
+  message: { type: 'message'; data: unknown };
+  /**
+   * A connection ended. `final` is true when the client will not reconnect (`close()` was called,
+   * reconnect is off, or `maxRetries` is spent).
+   */
+  close: { type: 'close'; code: number; reason: string; wasClean: boolean; final: boolean };
+  /** The server answered a heartbeat message after `rtt` ms; `server` holds its settings, when it sent them. */
+  heartbeat: { type: 'heartbeat'; rtt: number; server: { interval: number; timeout: number } | undefined };
+  /** The server is gone: it did not answer a heartbeat within `pongTimeout`, or the connection dropped. */
+  dead: { type: 'dead'; reason: DeadReason; silentMs: number };
+  /** The client will connect again after `delay` ms; `attempt` counts from 1. `hinted`: the server named the window. */
+  reconnecting: { type: 'reconnecting'; attempt: number; delay: number; hinted: boolean };
+  /** The socket reported an error (a 'close' follows). */
+  error: { type: 'error'; error: unknown };
+}
+
+export type ClientEventType = keyof ClientEventMap;
+export type ClientListener<K extends ClientEventType> = (event: ClientEventMap[K]) => void;
+
+/** The client's state, as `WebSocket.readyState` numbers it; RECONNECTING counts as CONNECTING. */
+export const CONNECTING = 0;
+export const OPEN = 1;
+export const CLOSING = 2;
+export const CLOSED = 3;
+
+const DEFAULTS = {
+  pingInterval: 30_000,
+  pongTimeout: 10_000,
+  heartbeatMessage: '{"type":"ping"}',
+  queueSize: 0,
+} as const;
+
+const RECONNECT_DEFAULTS: Required<ReconnectOptions> = {
+  minDelay: 500,
+  maxDelay: 30_000,
+  factor: 2,
+  maxRetries: Infinity,
+  resetAfter: 10_000,
+};
+
+/**
+ * A timer that fires more than this late (ms) was throttled (a background tab) or slept through
+ * (a suspended laptop): its verdict would be about time the client did not see. Browsers delay
+ * background timers by up to a second.
+ */
+export const LATE_TIMER_MS = 1_500;
+
+/** Close codes with which a server asks its clients to come back: going away, service restart. */
+const HINT_CODES = new Set([1001, 1012]);
+/** The retry hint in a close reason, as `Heartbeat.close({ retryWithin })` writes it. */
+const RETRY_HINT = /retry within (\d+) ms/;
+
+/** The window, in ms, within which the server asked its clients to reconnect; undefined without one. */
+export function retryHint(code: number, reason: string): number | undefined {
+  if (!HINT_CODES.has(code)) return undefined;
+  const match = RETRY_HINT.exec(reason);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * The delay before retry number `attempt` (from 1): full jitter, a uniformly random delay from 0
+ * to `min(maxDelay, minDelay × factor^(attempt − 1))`.
+ */
+export function backoffDelay(attempt: number, options: Required<ReconnectOptions>, random: () => number = Math.random): number {
+  const bound = Math.min(options.maxDelay, options.minDelay * options.factor ** Math.max(0, attempt - 1));
+  return random() * bound;
+}
+
+function ignore(): void {}
+
+function positive(name: string, value: unknown, allowInfinity = false): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0 || (!allowInfinity && !Number.isFinite(value))) {
+    throw new TypeError(`The "${name}" option must be a positive number: got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * A heartbeat answer of the server engine, `{"type":"pong", ...}`: its settings, `undefined` when it
+ * carries none, `false` when the message is not one. (Text frames arrive as strings, from `ws` too.)
+ */
+function parsePong(data: unknown): { interval: number; timeout: number } | undefined | false {
+  if (typeof data !== 'string' || !data.startsWith('{"type":"pong"')) return false;
+  try {
+    const { interval, timeout } = JSON.parse(data) as { interval?: unknown; timeout?: unknown };
+    return typeof interval === 'number' && typeof timeout === 'number' ? { interval, timeout } : undefined;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A WebSocket that keeps itself alive.
+ *
+ * @example
+ * const client = new HeartbeatClient('wss://example.com/ws', { queueSize: 100 });
+ * client.on('message', ({ data }) => console.log(data));
+ * client.on('dead', ({ reason }) => console.log('server gone:', reason));
+ * client.send('hello'); // queued until the connection is open
+ */
+export class HeartbeatClient {
+  readonly url: string;
+  /** The latest heartbeat round-trip time, in ms. */
+  rtt: number | undefined;
+
+  readonly #options: {
+    protocols: string | string[] | undefined;
+    WebSocket: WebSocketConstructor;
+    heartbeatMessage: string;
+    queueSize: number;
+    binaryType: string | undefined;
+    reconnect: Required<ReconnectOptions> | false;
+  };
+  #pingInterval: number;
+  #pongTimeout: number;
+  readonly #ownPingInterval: boolean;
+  readonly #ownPongTimeout: boolean;
+  readonly #listeners = new Map<ClientEventType, Set<(event: never) => void>>();
+  readonly #queue: SendData[] = [];
+
+  #ws: WebSocketLike | undefined;
+  #state: number = CONNECTING;
+  #closedByUser = false;
+  #attempt = 0;
+  #openedAt = 0;
+  #lastReceived = 0;
+  /** When the outstanding heartbeat message was sent; 0 when none is out. */
+  #probeSentAt = 0;
+  /** A late timer already earned the connection one more probe. */
+  #reprobed = false;
+  /** One timer at a time: the heartbeat check while open, the reconnect delay while closed. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerDue = 0;
+
+  constructor(url: string, options: HeartbeatClientOptions = {}) {
+    if (typeof url !== 'string') throw new TypeError(`The url must be a string: got ${String(url)}`);
+    const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (typeof WebSocketImpl !== 'function') {
+      throw new TypeError('No WebSocket constructor: pass the "WebSocket" option (in Node 20: require("ws"))');
+    }
+    const reconnect = options.reconnect === false ? false : { ...RECONNECT_DEFAULTS, ...options.reconnect };
+    if (reconnect) {
+      positive('reconnect.minDelay', reconnect.minDelay);
+      positive('reconnect.maxDelay', reconnect.maxDelay);
+      positive('reconnect.resetAfter', reconnect.resetAfter);
+      if (typeof reconnect.factor !== 'number' || !(reconnect.factor >= 1) || !Number.isFinite(reconnect.factor)) {
+        throw new TypeError(`The "reconnect.factor" option must be a finite number ≥ 1: got ${String(reconnect.factor)}`);
+      }
+      if (reconnect.maxRetries !== Infinity && !(Number.isInteger(reconnect.maxRetries) && reconnect.maxRetries >= 0)) {
+        throw new TypeError(`The "reconnect.maxRetries" option must be a whole number ≥ 0 or Infinity: got ${String(reconnect.maxRetries)}`);
+      }
+    }
+    const queueSize = options.queueSize ?? DEFAULTS.queueSize;
+    if (!Number.isInteger(queueSize) || queueSize < 0) throw new TypeError(`The "queueSize" option must be a whole number ≥ 0: got ${String(queueSize)}`);
+    this.url = url;
+    this.#ownPingInterval = options.pingInterval !== undefined;
+    this.#ownPongTimeout = options.pongTimeout !== undefined;
+    this.#pingInterval = positive('pingInterval', options.pingInterval ?? DEFAULTS.pingInterval);
+    this.#pongTimeout = positive('pongTimeout', options.pongTimeout ?? DEFAULTS.pongTimeout);
+    this.#options = {
+      protocols: options.protocols,
+      WebSocket: WebSocketImpl,
+      heartbeatMessage: options.heartbeatMessage ?? DEFAULTS.heartbeatMessage,
+      queueSize,
+      binaryType: options.binaryType,
+      reconnect,
+    };
+    this.#connect();
+  }
+
+  /** CONNECTING (also while waiting to reconnect), OPEN, CLOSING or CLOSED. */
+  get readyState(): number {
+    return this.#state;
+  }
+
+  /** The heartbeat settings in force: the options, or the server's where the options left them open. */
+  get settings(): { pingInterval: number; pongTimeout: number } {
+    return { pingInterval: this.#pingInterval, pongTimeout: this.#pongTimeout };
+  }
+
+  /** Messages waiting for the connection to open. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Sends now when open; otherwise queues (up to `queueSize`). Returns false when the message was
+   * neither sent nor queued (no queue, queue full, or the client is closed).
+   */
+  send(data: SendData): boolean {
+    if (this.#state === OPEN && this.#ws) {
+      this.#ws.send(data as never);
+      return true;
+    }
+    if (this.#closedByUser || this.#queue.length >= this.#options.queueSize) return false;
+    this.#queue.push(data);
+    return true;
+  }
+
+  /** Closes the connection for good: no reconnect, the queue is dropped. Safe to call twice. */
+  close(code = 1000, reason = ''): void {
+    if (this.#closedByUser) return;
+    this.#closedByUser = true;
+    this.#queue.length = 0;
+    this.#clearTimer();
+    const ws = this.#ws;
+    if (ws && (ws.readyState === CONNECTING || ws.readyState === OPEN)) {
+      this.#state = CLOSING;
+      ws.close(code, reason);
+    } else {
+      this.#state = CLOSED;
+      if (!ws) this.#emit('close', { type: 'close', code, reason, wasClean: true, final: true });
+    }
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  on<K extends ClientEventType>(type: K, listener: ClientListener<K>): () => void {
+    let set = this.#listeners.get(type);
+    if (!set) this.#listeners.set(type, (set = new Set()));
+    set.add(listener as (event: never) => void);
+    return () => this.off(type, listener);
+  }
+
+  off<K extends ClientEventType>(type: K, listener: ClientListener<K>): void {
+    this.#listeners.get(type)?.delete(listener as (event: never) => void);
+  }
+
+  /** The DOM-style spelling of {@link on}. */
+  addEventListener<K extends ClientEventType>(type: K, listener: ClientListener<K>): void {
+    this.on(type, listener);
+  }
+
+  removeEventListener<K extends ClientEventType>(type: K, listener: ClientListener<K>): void {
+    this.off(type, listener);
+  }
+
+  #emit<K extends ClientEventType>(type: K, event: ClientEventMap[K]): void {
+    const set = this.#listeners.get(type);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        (listener as ClientListener<K>)(event);
+      } catch (error) {
+        // A listener's bug must not stop the heartbeat: report it as the platform reports errors.
+        setTimeout(() => {
+          throw error;
+        }, 0);
+      }
+    }
+  }
+
+  #connect(): void {
+    this.#state = CONNECTING;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.#options.WebSocket(this.url, this.#options.protocols);
+    } catch (error) {
+      this.#emit('error', { type: 'error', error });
+      this.#lost(1006, '', false, undefined);
+      return;
+    }
+    if (this.#options.binaryType !== undefined) ws.binaryType = this.#options.binaryType;
+    this.#ws = ws;
+    ws.onopen = () => this.#onOpen(ws);
+    ws.onmessage = (event) => this.#onMessage(ws, event.data);
+    ws.onerror = (error) => {
+      if (this.#ws === ws) this.#emit('error', { type: 'error', error });
+    };
+    ws.onclose = (event) => {
+      if (this.#ws === ws) this.#lost(event.code, event.reason, event.wasClean, undefined);
+    };
+  }
+
+  #onOpen(ws: WebSocketLike): void {
+    if (this.#ws !== ws) return;
+    if (this.#closedByUser) {
+      ws.close(1000, '');
+      return;
+    }
+    const now = performance.now();
+    this.#state = OPEN;
+    this.#openedAt = now;
+    this.#lastReceived = now;
+    this.#probeSentAt = 0;
+    this.#reprobed = false;
+    this.#emit('open', { type: 'open', url: this.url });
+    while (this.#queue.length > 0 && this.#state === OPEN) ws.send(this.#queue.shift() as never);
+    this.#arm(now + this.#pingInterval);
+  }
+
+  #onMessage(ws: WebSocketLike, data: unknown): void {
+    if (this.#ws !== ws) return;
+    const now = performance.now();
+    this.#lastReceived = now;
+    const pong = parsePong(data);
+    if (pong === false) {
+      this.#emit('message', { type: 'message', data });
+      return;
+    }
+    if (pong) this.#matchServer(pong);
+    if (this.#probeSentAt > 0) {
+      this.rtt = now - this.#probeSentAt;
+      this.#emit('heartbeat', { type: 'heartbeat', rtt: this.rtt, server: pong });
+    }
+  }
+
+  /** Takes the server's settings for those the options left open. */
+  #matchServer(server: { interval: number; timeout: number }): void {
+    if (!this.#ownPingInterval && server.interval > 0) this.#pingInterval = server.interval;
+    if (!this.#ownPongTimeout && server.timeout > 0) this.#pongTimeout = server.timeout;
+  }
+
+  #arm(at: number): void {
+    this.#clearTimer();
+    this.#timerDue = at;
+    this.#timer = setTimeout(this.#onTimer, Math.max(0, at - performance.now()));
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    if (this.#state === OPEN) this.#check();
+    else if (!this.#closedByUser) this.#connect();
+  };
+
+  /** The heartbeat rule, run by the one timer while the connection is open. */
+  #check(): void {
+    const now = performance.now();
+    const late = now - this.#timerDue > LATE_TIMER_MS;
+    if (this.#probeSentAt > 0 && this.#lastReceived >= this.#probeSentAt) {
+      // Answered (any message counts).
+      this.#probeSentAt = 0;
+      this.#reprobed = false;
+    }
+    if (this.#probeSentAt === 0) {
+      if (now - this.#lastReceived >= this.#pingInterval - 1) this.#probe(now);
+      else this.#arm(this.#lastReceived + this.#pingInterval);
+      return;
+    }
+    if (late && !this.#reprobed) {
+      // This timer fired long after it was due: the tab was throttled or the machine slept, and the
+      // answer may be waiting unread. Ask again, and give the server a full pongTimeout.
+      this.#reprobed = true;
+      this.#probe(now);
+      return;
+    }
+    this.#dead('timeout', now - this.#lastReceived);
+  }
+
+  #probe(now: number): void {
+    this.#probeSentAt = now;
+    try {
+      this.#ws!.send(this.#options.heartbeatMessage as never);
+    } catch {
+      // The socket is closing: its 'close' follows.
+    }
+    this.#arm(now + this.#pongTimeout);
+  }
+
+  /** The server did not answer: abandon the socket without waiting for a closing handshake. */
+  #dead(reason: DeadReason, silentMs: number): void {
+    const ws = this.#ws!;
+    this.#emit('dead', { type: 'dead', reason, silentMs });
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = ignore; // a late error of the abandoned socket must not surface
+    if (typeof ws.terminate === 'function') ws.terminate();
+    else ws.close(4000, 'heartbeat timeout');
+    this.#lost(1006, 'heartbeat timeout', false, reason);
+  }
+
+  /** A connection ended: report it, then reconnect unless the client is done. */
+  #lost(code: number, reason: string, wasClean: boolean, dead: DeadReason | undefined): void {
+    this.#clearTimer();
+    const now = performance.now();
+    const wasOpen = this.#state === OPEN;
+    if (wasOpen && now - this.#openedAt >= (this.#options.reconnect ? this.#options.reconnect.resetAfter : Infinity)) this.#attempt = 0;
+    this.#ws = undefined;
+    this.#probeSentAt = 0;
+    const reconnect = this.#options.reconnect;
+    const final = this.#closedByUser || !reconnect || this.#attempt >= reconnect.maxRetries;
+    if (wasOpen && dead === undefined && !wasClean && !this.#closedByUser) {
+      this.#emit('dead', { type: 'dead', reason: 'connection-lost', silentMs: now - this.#lastReceived });
+    }
+    this.#state = final ? CLOSED : CONNECTING;
+    this.#emit('close', { type: 'close', code, reason, wasClean, final });
+    if (final || !reconnect || this.#closedByUser) return;
+    this.#attempt += 1;
+    const hint = retryHint(code, reason);
+    const delay = hint !== undefined ? Math.random() * hint : backoffDelay(this.#attempt, reconnect);
+    this.#emit('reconnecting', { type: 'reconnecting', attempt: this.#attempt, delay, hinted: hint !== undefined });
+    if (this.#closedByUser) return;
+    this.#arm(now + delay);
+  }
+}
