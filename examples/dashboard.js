@@ -180,19 +180,22 @@ function renderDetection(panel, route, settings) {
   for (const value of [0, bound / 2, bound]) {
     svg.append(el('text', { x: x(value), y: axisY + 38, 'text-anchor': value === 0 ? 'start' : 'middle' }, value === 0 ? '0' : formatBound(value)));
   }
-  const figures = el('text', { x: left, y: height - 8, 'data-figure': 'detection', 'data-route': path, style: `fill: ${color('text')}; font-size: 13px` });
+  const figures = el('text', { x: left, y: height - 28, 'data-figure': 'detection', 'data-route': path, style: `fill: ${color('text')}; font-size: 13px` });
+  const lateness = el('text', { x: left, y: height - 8 });
+  svg.append(el('circle', { cx: left + 5, cy: 16, r: 5, fill: color('timeout') }));
+  svg.append(el('text', { x: left + 14, y: 20 }, 'p50'));
+  svg.append(el('rect', { x: left + 46, y: 9, width: 3, height: 14, fill: color('max') }));
+  svg.append(el('text', { x: left + 54, y: 20 }, 'max'));
   if (detection.count === 0) {
     figures.textContent = 'no timeouts yet';
   } else {
     svg.append(el('circle', { cx: x(detection.p50), cy: axisY, r: 7, fill: color('timeout') }));
     svg.append(el('line', { x1: x(detection.max), x2: x(detection.max), y1: axisY - 14, y2: axisY + 14, stroke: color('max'), 'stroke-width': 3 }));
+    figures.textContent = `p50 ${formatMs(detection.p50)} · max ${formatMs(detection.max)} · n=${detection.count}`;
     const late = detection.max - bound;
-    figures.textContent = `p50 ${formatMs(detection.p50)} · max ${formatMs(detection.max)} (${late >= 0 ? '+' : '−'}${formatMs(Math.abs(late))}) · n=${detection.count}`;
-    svg.append(el('circle', { cx: left + 5, cy: height - 34, r: 5, fill: color('timeout') }));
-    svg.append(el('text', { x: left + 14, y: height - 30 }, 'p50'));
-    svg.append(el('rect', { x: left + 44, y: height - 41, width: 3, height: 14, fill: color('max') }));
-    svg.append(el('text', { x: left + 52, y: height - 30 }, 'max'));
+    lateness.textContent = late >= 0 ? `max: ${formatMs(late)} after the bound (tick and timers)` : `max: ${formatMs(-late)} before the bound`;
   }
+  svg.append(lateness);
   svg.append(figures);
 }
 
