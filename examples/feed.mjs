@@ -10,7 +10,7 @@ export const SAMPLE_PERIOD_MS = 1000;
 export const HISTORY_LENGTH = 120;
 /** How long a browser waits before it reconnects to a stream that ended. */
 const RETRY_MS = 2000;
-/** A stream whose reader has fallen this far behind is ended rather than buffered forever. */
+/** A stream whose reader has fallen this far behind is dropped rather than buffered forever. */
 const MAX_QUEUED_BYTES = 1 << 20;
 
 /** The connection-less route that the engine always has: never shown. */
@@ -58,7 +58,7 @@ export function registerFeed(app, { path = '/events' } = {}) {
 
   function send(text) {
     for (const res of streams) {
-      if (res.writableLength > MAX_QUEUED_BYTES) res.end();
+      if (res.writableLength > MAX_QUEUED_BYTES) res.destroy();
       else res.write(text);
     }
   }

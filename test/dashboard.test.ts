@@ -91,6 +91,7 @@ describe('the demo dashboard in Chromium', () => {
   let browser: Browser | undefined;
   let page: Page;
   let figures: Figures | undefined;
+  const pageErrors: string[] = [];
   /** When the page first showed at least 1 and at least 2 `timeout` terminations. */
   const timeoutsShownAt: number[] = [];
   /** The silent peers' connection: none of them began before connectStart, all were open at opened. */
@@ -102,7 +103,7 @@ describe('the demo dashboard in Chromium', () => {
     demo = await startDemo();
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    page.on('pageerror', (error) => console.error('dashboard page error:', error));
+    page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.exposeFunction('reportFigures', (next: Figures) => {
       figures = next;
       const timeouts = next.terminations.timeout ?? 0;
@@ -159,6 +160,7 @@ describe('the demo dashboard in Chromium', () => {
     // They stayed because the browser answered every ping: at least two rounds of pongs from each.
     const fast = (await getStats(demo.port)).routes['/ws/fast'];
     expect(fast?.pongsReceived).toBeGreaterThanOrEqual(2 * 5);
+    expect(pageErrors).toEqual([]);
 
     mkdirSync(join(ROOT, 'test-results'), { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
