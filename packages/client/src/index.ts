@@ -153,9 +153,9 @@ const RECONNECT_DEFAULTS: Required<ReconnectOptions> = {
 };
 
 /**
- * A timer that fires more than this late (ms) was throttled (a background tab) or slept through
- * (a suspended laptop): its verdict would be about time the client did not see. Browsers delay
- * background timers by up to a second.
+ * A timer that fires more than this late (ms), or more than half the `pongTimeout` late, was
+ * throttled (a background tab) or slept through (a suspended laptop): its verdict would be about
+ * time the client did not see. Browsers delay background timers by up to a second.
  */
 export const LATE_TIMER_MS = 1_500;
 
@@ -444,7 +444,7 @@ export class HeartbeatClient {
   /** The heartbeat rule, run by the one timer while the connection is open. */
   #check(): void {
     const now = performance.now();
-    const late = now - this.#timerDue > LATE_TIMER_MS;
+    const late = now - this.#timerDue > Math.min(LATE_TIMER_MS, this.#pongTimeout / 2);
     if (this.#probeSentAt > 0 && this.#lastReceived >= this.#probeSentAt) {
       // Answered (any message counts).
       this.#probeSentAt = 0;

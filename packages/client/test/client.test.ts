@@ -1,0 +1,261 @@
+/**
+ * The client against a real server engine (UpgradeRouter with appHeartbeat), with `ws` as its
+ * WebSocket. Servers that must vanish (SIGSTOP) or die (SIGKILL), and the client that must sleep,
+ * run in child processes (fixtures/). Every bound goes through ms(), widened by WSH_TIME_SCALE.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { UpgradeRouter } from '@ws-heartbeat/core';
+import { HeartbeatClient, backoffDelay, retryHint, type ClientEventMap, type ClientEventType } from '@ws-heartbeat/client';
+import { EPSILON, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+const REGISTER = path.join(__dirname, '../../core/test/fixtures/register.js');
+
+const children = new Set<ChildProcess>();
+const clients = new Set<HeartbeatClient>();
+
+afterEach(async () => {
+  for (const client of clients) client.close();
+  clients.clear();
+  for (const child of children) {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  }
+  await waitFor(() => [...children].every((c) => c.exitCode !== null || c.signalCode !== null), ms(5000), 'children to exit');
+  children.clear();
+});
+
+function forkFixture(file: string, args: string[]): ChildProcess {
+  const child = fork(path.join(FIXTURES, file), args, { execArgv: ['--require', REGISTER], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(child);
+  return child;
+}
+
+/** A server process on `port` (0: any); resolves with it and its port once it listens. */
+async function startServer(port = 0): Promise<{ child: ChildProcess; port: number }> {
+  const child = forkFixture('server.ts', [String(port)]);
+  const ready = await new Promise<{ port: number }>((resolve, reject) => {
+    child.once('message', (message) => resolve(message as { port: number }));
+    child.once('exit', (code) => reject(new Error(`server exited with ${code} before it listened`)));
+  });
+  return { child, port: ready.port };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+}
+
+/** A client whose every event is recorded with the time it arrived. */
+function record(client: HeartbeatClient): Array<{ type: ClientEventType; event: ClientEventMap[ClientEventType]; at: number }> {
+  const events: Array<{ type: ClientEventType; event: ClientEventMap[ClientEventType]; at: number }> = [];
+  for (const type of ['open', 'message', 'close', 'heartbeat', 'dead', 'reconnecting', 'error'] as const) {
+    client.on(type, (event) => events.push({ type, event, at: now() }));
+  }
+  return events;
+}
+
+function newClient(url: string, options: ConstructorParameters<typeof HeartbeatClient>[1] = {}): HeartbeatClient {
+  const client = new HeartbeatClient(url, { WebSocket: WebSocket as never, ...options });
+  clients.add(client);
+  return client;
+}
+
+/** The process state letter in /proc/<pid>/stat: 'T' once it is stopped. */
+function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
+describe('HeartbeatClient against the server engine', () => {
+  test('a server that vanishes (SIGSTOP) is declared dead within pingInterval + pongTimeout; the client reconnects to the server that comes back, and delivers its queue in order', async () => {
+    const PING = ms(300);
+    const PONG = ms(200);
+    const first = await startServer();
+    const client = newClient(`ws://127.0.0.1:${first.port}/ws`, {
+      pingInterval: PING,
+      pongTimeout: PONG,
+      queueSize: 10,
+      reconnect: { minDelay: ms(50), maxDelay: ms(200) },
+    });
+    const events = record(client);
+    await waitFor(() => events.filter((e) => e.type === 'heartbeat').length >= 2, 4 * PING + PONG, 'two heartbeats');
+    for (const { event } of events.filter((e) => e.type === 'heartbeat')) {
+      expect((event as ClientEventMap['heartbeat']).server).toEqual({ interval: 30_000, timeout: 10_000 });
+    }
+    expect(events.some((e) => e.type === 'message')).toBe(false); // the answers are not application messages
+
+    first.child.kill('SIGSTOP');
+    const lastAnswer = Math.max(...events.filter((e) => e.type === 'heartbeat' || e.type === 'open').map((e) => e.at));
+    await waitFor(() => events.some((e) => e.type === 'dead'), PING + PONG + ms(1000), 'dead');
+    const dead = events.find((e) => e.type === 'dead')!;
+    expect((dead.event as ClientEventMap['dead']).reason).toBe('timeout');
+    // Silent since its last answer, then pinged after PING of silence and judged PONG later.
+    expect(dead.at - lastAnswer).toBeGreaterThanOrEqual(PING + PONG - EPSILON);
+    expect(dead.at - lastAnswer).toBeLessThanOrEqual(PING + PONG + SLOP);
+    await waitFor(() => events.some((e) => e.type === 'reconnecting'), ms(500), 'reconnecting');
+    const closeEvent = events.find((e) => e.type === 'close')!.event as ClientEventMap['close'];
+    expect(closeEvent).toMatchObject({ code: 1006, wasClean: false, final: false });
+
+    // While it is away, messages wait in the queue.
+    for (const text of ['one', 'two', 'three']) expect(client.send(text)).toBe(true);
+    expect(client.queued).toBe(3);
+
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+    await startServer(first.port);
+    await waitFor(() => events.filter((e) => e.type === 'open').length >= 2, ms(5000), 'the second open');
+    await waitFor(() => events.filter((e) => e.type === 'message').length >= 3, ms(2000), 'the echoes of the queue');
+    const echoes = events.filter((e) => e.type === 'message').map((e) => String((e.event as ClientEventMap['message']).data));
+    expect(echoes).toEqual(['one', 'two', 'three']);
+    expect(client.queued).toBe(0);
+    expect(client.readyState).toBe(WebSocket.OPEN);
+  });
+
+  test('a server process that dies is a lost connection: dead at once, then reconnecting with backoff while it is down', async () => {
+    const server = await startServer();
+    const client = newClient(`ws://127.0.0.1:${server.port}/ws`, { reconnect: { minDelay: ms(100), maxDelay: ms(400) } });
+    const events = record(client);
+    await waitFor(() => events.some((e) => e.type === 'open'), ms(2000), 'open');
+
+    const killed = now();
+    server.child.kill('SIGKILL');
+    await waitFor(() => events.filter((e) => e.type === 'reconnecting').length >= 3, ms(3000), 'three reconnect attempts');
+    const dead = events.find((e) => e.type === 'dead')!;
+    expect((dead.event as ClientEventMap['dead']).reason).toBe('connection-lost');
+    expect(dead.at - killed).toBeLessThanOrEqual(SLOP);
+    const attempts = events.filter((e) => e.type === 'reconnecting').map((e) => e.event as ClientEventMap['reconnecting']);
+    expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
+    // Full jitter: each delay lies in [0, min(maxDelay, minDelay × 2^(attempt-1))].
+    attempts.forEach((a, i) => {
+      expect(a.hinted).toBe(false);
+      expect(a.delay).toBeGreaterThanOrEqual(0);
+      expect(a.delay).toBeLessThanOrEqual(Math.min(ms(400), ms(100) * 2 ** i));
+    });
+    expect(client.readyState).toBe(WebSocket.CONNECTING);
+  });
+
+  test('close() ends for good: no reconnect, a final close event, and nothing left running', async () => {
+    const server = await startServer();
+    const client = newClient(`ws://127.0.0.1:${server.port}/ws`, { queueSize: 5 });
+    const events = record(client);
+    await waitFor(() => events.some((e) => e.type === 'open'), ms(2000), 'open');
+    client.close();
+    await waitFor(() => events.some((e) => e.type === 'close'), ms(2000), 'close');
+    expect(events.find((e) => e.type === 'close')!.event).toMatchObject({ code: 1000, wasClean: true, final: true });
+    await sleep(ms(300));
+    expect(events.filter((e) => e.type === 'reconnecting' || e.type === 'dead')).toEqual([]);
+    expect(client.readyState).toBe(WebSocket.CLOSED);
+    expect(client.send('late')).toBe(false);
+  });
+
+  test('server-guided reconnect: 200 clients told "retry within 2000 ms" come back spread over that window, no 100 ms holding more than 15%', async () => {
+    const WINDOW = 2000;
+    const N = 200;
+    const handler = (ws: WebSocket): void => void ws.on('message', (data) => ws.send(data));
+    let router = new UpgradeRouter({ heartbeat: { appHeartbeat: true } });
+    router.route('/ws', { handler });
+    let server = http.createServer();
+    router.attach(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+
+    const opens: number[][] = [];
+    const hints: ClientEventMap['reconnecting'][] = [];
+    for (let i = 0; i < N; i++) {
+      const times: number[] = [];
+      opens.push(times);
+      // Backoff steps far longer than the window: a client that came back early would stand out.
+      const client = newClient(`ws://127.0.0.1:${port}/ws`, { reconnect: { minDelay: 10_000, maxDelay: 10_000 } });
+      client.on('open', () => times.push(now()));
+      client.on('reconnecting', (event) => hints.push(event));
+    }
+    await waitFor(() => opens.every((t) => t.length === 1), ms(10_000), 'every client to open');
+
+    // The restart: close with the hint, and the same port serves again at once.
+    const closedAt = now();
+    await router.close({ retryWithin: WINDOW });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    router = new UpgradeRouter({ heartbeat: { appHeartbeat: true } });
+    router.route('/ws', { handler });
+    server = http.createServer();
+    router.attach(server);
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    const backAt = now();
+
+    try {
+      await waitFor(() => opens.every((t) => t.length === 2), WINDOW + ms(3000), 'every client to come back');
+      expect(hints).toHaveLength(N);
+      for (const hint of hints) {
+        expect(hint.hinted).toBe(true);
+        expect(hint.delay).toBeLessThanOrEqual(WINDOW);
+      }
+      const back = opens.map((t) => t[1]! - closedAt);
+      expect(Math.max(...back)).toBeLessThanOrEqual(WINDOW + (backAt - closedAt) + SLOP);
+      const perSlot = new Map<number, number>();
+      for (const t of back) perSlot.set(Math.floor(t / 100), (perSlot.get(Math.floor(t / 100)) ?? 0) + 1);
+      expect(Math.max(...perSlot.values())).toBeLessThanOrEqual(0.15 * N);
+      // And they did spread: the window's second half got its share too.
+      expect(back.filter((t) => t > WINDOW / 2).length).toBeGreaterThanOrEqual(N / 4);
+    } finally {
+      for (const client of clients) client.close();
+      await router.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  test('a client whose timer fires late after a sleep (SIGSTOP with a probe out) does not declare a healthy server dead', async () => {
+    const PING = ms(200);
+    const PONG = ms(400);
+    const server = await startServer();
+    const sleeper = forkFixture('sleeper.ts', [`ws://127.0.0.1:${server.port}/ws`, String(PING), String(PONG), String(server.child.pid)]);
+    const events: Array<{ event: ClientEventType; at: number }> = [];
+    sleeper.on('message', (message: { type: string; event: ClientEventType; at: number }) => {
+      if (message.type === 'event') events.push({ event: message.event, at: message.at });
+    });
+    await waitFor(
+      () => processState(sleeper.pid!) === 'T' && processState(server.child.pid!) === 'T',
+      ms(5000),
+      'the client to stop itself and the server with its second probe out',
+    );
+    expect(events.filter((e) => e.event === 'heartbeat')).toHaveLength(1);
+    await sleep(ms(1500)); // far beyond pingInterval + pongTimeout
+    sleeper.kill('SIGCONT');
+    await sleep(ms(100));
+    server.child.kill('SIGCONT');
+
+    await waitFor(() => events.filter((e) => e.event === 'heartbeat').length >= 4, 4 * (PING + PONG) + ms(2000), 'heartbeats after waking');
+    expect(events.filter((e) => e.event === 'dead' || e.event === 'close')).toEqual([]);
+    expect(events.filter((e) => e.event === 'open')).toHaveLength(1);
+  });
+});
+
+describe('pure parts', () => {
+  test('backoffDelay: full jitter from 0 to min(maxDelay, minDelay × factor^(attempt-1))', () => {
+    const options = { minDelay: 100, maxDelay: 1000, factor: 3, maxRetries: Infinity, resetAfter: 1 };
+    expect(backoffDelay(1, options, () => 0.999999)).toBeCloseTo(100, 3);
+    expect(backoffDelay(2, options, () => 0.5)).toBe(150);
+    expect(backoffDelay(3, options, () => 1)).toBe(900);
+    expect(backoffDelay(9, options, () => 1)).toBe(1000);
+    expect(backoffDelay(4, options, () => 0)).toBe(0);
+  });
+
+  test('retryHint: read from 1001 and 1012 closes whose reason names a window, else nothing', () => {
+    expect(retryHint(1012, 'Server restarting, retry within 2000 ms')).toBe(2000);
+    expect(retryHint(1001, 'retry within 15 ms')).toBe(15);
+    expect(retryHint(1000, 'Server restarting, retry within 2000 ms')).toBeUndefined();
+    expect(retryHint(1012, 'Server restarting')).toBeUndefined();
+  });
+
+  test('options are checked: a TypeError names the option and the value', () => {
+    const WS = WebSocket as never;
+    expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: WS, pingInterval: -1 })).toThrow('The "pingInterval" option must be a positive number: got -1');
+    expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: WS, reconnect: { factor: 0.5 } })).toThrow('"reconnect.factor"');
+    expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: WS, queueSize: 1.5 })).toThrow('"queueSize"');
+    expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: undefined })).toThrow('No WebSocket constructor');
+  });
+});
