@@ -753,8 +753,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   /** Arms the one timer for the next tick that holds a connection, aligned to the tick boundary. */
   private wake(): void {
     let at = this.wheel.nextTickTime(performance.now());
-    // While connections are tracked, the load window is closed on time (it may warn of overload).
-    if (this.count > 0) at = Math.min(at, this.load.windowEnd);
+    // While connections are tracked, the load figures are updated on time (they may warn of overload).
+    if (this.count > 0) at = Math.min(at, this.load.halfEnd);
     if (at === Infinity) {
       this.clearTimer();
       return;
@@ -785,7 +785,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.wake();
   };
 
-  /** Closes the load window when it is due; reports an overload's start and end. */
+  /** Updates the load figures when they are due; reports an overload's start and end. */
   private sampleLoad(now: number): void {
     // After close() the monitor is stopped: the latest figures stay as they were.
     if (this.closed || !this.load.sample(now)) return;

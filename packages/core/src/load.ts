@@ -1,12 +1,12 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 
-/** How long one window of the load figures lasts, in ms: `stats()` reports the latest full one. */
-export const LOAD_WINDOW_MS = 1_000;
+/** The figures cover the latest second: two halves of this length, updated at the end of each. */
+export const LOAD_HALF_MS = 500;
 
 /** Resolution of Node's event-loop delay monitor, in ms (its own default). */
 const RESOLUTION_MS = 10;
 
-/** The event-loop delay of one window, in ms: how much later than due the loop ran a timer. */
+/** The event-loop delay over the latest second, in ms: how much later than due the loop ran a timer. */
 export interface EventLoopDelay {
   meanMs: number;
   p50Ms: number;
@@ -18,71 +18,90 @@ export interface EventLoopDelay {
 export type DelayHistogram = Pick<IntervalHistogram, 'count' | 'mean' | 'max' | 'percentile' | 'reset' | 'enable' | 'disable'>;
 
 export interface LoadMonitorOptions {
-  /** Longest event-loop delay or tick lateness (ms) of a window that is not an overload. */
+  /** Longest event-loop delay or tick lateness (ms) of the latest second that is not an overload. */
   threshold: number;
-  /** The clock reading at which the first window starts. */
+  /** The clock reading at which the monitor starts. */
   now: number;
-  /** Where the delays come from. @default `perf_hooks.monitorEventLoopDelay()`, enabled here */
-  histogram?: DelayHistogram;
+  /** Makes the two delay histograms. @default `perf_hooks.monitorEventLoopDelay` at a 10 ms resolution */
+  createHistogram?: () => DelayHistogram;
 }
 
 const NO_DELAY: EventLoopDelay = { meanMs: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
 
+function createDelayHistogram(): DelayHistogram {
+  return monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+}
+
 /**
- * Watches how busy the process is, in windows of {@link LOAD_WINDOW_MS}: the event-loop delay
- * (Node's monitor, whose own timer is `unref()`ed) and the lateness of the engine's ticks. The
- * process counts as overloaded while the latest window's longest delay of either kind exceeds the
- * threshold. The caller drives the windows with `sample(now)`; nothing here sets a timer.
+ * Watches how busy the process is over the latest second: the event-loop delay (Node's monitor,
+ * whose own timers are `unref()`ed) and the lateness of the engine's ticks. The process counts as
+ * overloaded while the longest delay of either kind in the latest second exceeds the threshold.
+ * The caller drives it with `sample(now)` (due every {@link LOAD_HALF_MS}); nothing here sets a
+ * timer of its own.
+ *
+ * Two delay histograms take turns, each reset every second, half a second apart. Node's
+ * `reset()` also forgets when the monitor last ran, so the first delay after a reset is never
+ * recorded: a stall that starts right then is missed by that histogram, and caught by the other.
  */
 export class LoadMonitor {
   readonly threshold: number;
-  /** The latest full window's event-loop delay. */
+  /** The event-loop delay of the latest second, as of the latest half's end. */
   recent: EventLoopDelay = NO_DELAY;
-  /** The latest full window's longest tick lateness, ms. */
+  /** The longest tick lateness of the latest second, as of the latest half's end, ms. */
   recentLateMs = 0;
   overloaded = false;
-  private readonly histogram: DelayHistogram;
-  private windowStart: number;
-  private windowLateMs = 0;
+  private readonly histograms: [DelayHistogram, DelayHistogram];
+  /** When each histogram was last reset (or started). */
+  private readonly since: [number, number];
+  /** The histogram to read and reset at the end of the current half. */
+  private turn: 0 | 1 = 0;
+  private halfStart: number;
+  private previousHalfLateMs = 0;
+  private halfLateMs = 0;
 
   constructor(options: LoadMonitorOptions) {
+    const create = options.createHistogram ?? createDelayHistogram;
     this.threshold = options.threshold;
-    this.windowStart = options.now;
-    this.histogram = options.histogram ?? monitorEventLoopDelay({ resolution: RESOLUTION_MS });
-    this.histogram.enable();
+    this.halfStart = options.now;
+    this.histograms = [create(), create()];
+    this.since = [options.now, options.now];
+    for (const histogram of this.histograms) histogram.enable();
   }
 
-  /** When the current window ends. */
-  get windowEnd(): number {
-    return this.windowStart + LOAD_WINDOW_MS;
+  /** When the current half ends. */
+  get halfEnd(): number {
+    return this.halfStart + LOAD_HALF_MS;
   }
 
   /** A tick of the engine fired `lateMs` after it was due. */
   noteLateness(lateMs: number): void {
-    if (lateMs > this.windowLateMs) this.windowLateMs = lateMs;
+    if (lateMs > this.halfLateMs) this.halfLateMs = lateMs;
   }
 
   /**
-   * Closes the current window when it has ended and starts the next one. Returns true when
-   * `overloaded` changed with it.
+   * Ends the current half when it is due: the figures then cover the latest second. Returns true
+   * when `overloaded` changed with it.
    */
   sample(now: number): boolean {
-    if (now < this.windowEnd) return false;
-    const h = this.histogram;
+    if (now < this.halfEnd) return false;
+    const h = this.histograms[this.turn];
     // The monitor's samples include its own resolution: an idle loop reads 10 ms.
     const delay = (ns: number): number => Math.max(0, ns / 1e6 - RESOLUTION_MS);
     if (h.count > 0) {
       this.recent = { meanMs: delay(h.mean), p50Ms: delay(h.percentile(50)), p99Ms: delay(h.percentile(99)), maxMs: delay(h.max) };
     } else {
-      // Not one sample in a whole window: the loop was blocked all along (the monitor's timer
-      // has not run yet to record it).
-      const blocked = Math.max(0, now - this.windowStart - RESOLUTION_MS);
+      // Not one sample since its reset: the loop was blocked all along (the monitor's timer has
+      // not run yet to record it).
+      const blocked = Math.max(0, now - this.since[this.turn] - RESOLUTION_MS);
       this.recent = { meanMs: blocked, p50Ms: blocked, p99Ms: blocked, maxMs: blocked };
     }
     h.reset();
-    this.recentLateMs = this.windowLateMs;
-    this.windowLateMs = 0;
-    this.windowStart = now;
+    this.since[this.turn] = now;
+    this.turn = this.turn === 0 ? 1 : 0;
+    this.recentLateMs = Math.max(this.previousHalfLateMs, this.halfLateMs);
+    this.previousHalfLateMs = this.halfLateMs;
+    this.halfLateMs = 0;
+    this.halfStart = now;
     const overloaded = Math.max(this.recent.maxMs, this.recentLateMs) > this.threshold;
     if (overloaded === this.overloaded) return false;
     this.overloaded = overloaded;
@@ -90,6 +109,6 @@ export class LoadMonitor {
   }
 
   stop(): void {
-    this.histogram.disable();
+    for (const histogram of this.histograms) histogram.disable();
   }
 }

@@ -3,8 +3,8 @@ import type { Heartbeat, OverloadInfo, TerminateInfo, TerminateReason } from './
 
 /**
  * A pino-compatible logger: Fastify's `request.log`/`app.log`, pino itself, or anything with the
- * same `(object, message)` methods. `isLevelEnabled` or `level`, when present, tell whether the
- * debug lines are wanted at all.
+ * same `(object, message)` methods. Debug lines are written only to a logger whose
+ * `isLevelEnabled('debug')` is true or whose `level` is `'debug'` or `'trace'`.
  */
 export interface HeartbeatLogger {
   debug(object: object, message: string): void;
@@ -19,7 +19,9 @@ const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 4
 function debugEnabled(logger: HeartbeatLogger): boolean {
   if (typeof logger.isLevelEnabled === 'function') return logger.isLevelEnabled('debug');
   if (typeof logger.level === 'string' && logger.level in LEVELS) return LEVELS[logger.level]! <= LEVELS.debug!;
-  return true;
+  // A logger that cannot tell its level (Fastify's no-op logger when its logging is off) gets no
+  // debug lines: a line per ping and pong is opt-in.
+  return false;
 }
 
 /**

@@ -2,7 +2,7 @@
  * The load monitor's windows, from a stand-in for Node's event-loop delay histogram (values in
  * nanoseconds, each including the monitor's 10 ms resolution) and a clock the test passes in.
  */
-import { LOAD_WINDOW_MS, LoadMonitor, type DelayHistogram } from '../src/load';
+import { LOAD_HALF_MS, LoadMonitor, type DelayHistogram } from '../src/load';
 
 const NS_PER_MS = 1e6;
 const RESOLUTION_MS = 10;
@@ -41,60 +41,102 @@ class FakeHistogram implements DelayHistogram {
   }
 }
 
-function monitor(threshold = 100): { load: LoadMonitor; histogram: FakeHistogram } {
-  const histogram = new FakeHistogram();
-  return { load: new LoadMonitor({ threshold, now: 0, histogram }), histogram };
+/**
+ * A monitor on two stand-in histograms. `add()` puts delays into both (what Node's two monitors
+ * would both see), except into one just reset: Node's drops the first delay after a reset.
+ */
+function monitor(threshold = 100): { load: LoadMonitor; histograms: FakeHistogram[]; add: (...delaysMs: number[]) => void } {
+  const histograms: FakeHistogram[] = [];
+  const load = new LoadMonitor({
+    threshold,
+    now: 0,
+    createHistogram: () => {
+      const histogram = new FakeHistogram();
+      histograms.push(histogram);
+      return histogram;
+    },
+  });
+  return { load, histograms, add: (...delaysMs) => histograms.forEach((h) => h.add(...delaysMs)) };
 }
 
 describe('LoadMonitor', () => {
-  test('enables the histogram at once and disables it on stop()', () => {
-    const { load, histogram } = monitor();
-    expect(histogram.enabled).toBe(true);
+  test('enables both histograms at once and disables them on stop()', () => {
+    const { load, histograms } = monitor();
+    expect(histograms.map((h) => h.enabled)).toEqual([true, true]);
     load.stop();
-    expect(histogram.enabled).toBe(false);
+    expect(histograms.map((h) => h.enabled)).toEqual([false, false]);
   });
 
-  test('a window closes only once it has lasted LOAD_WINDOW_MS; its figures are the delays less the resolution', () => {
-    const { load, histogram } = monitor();
-    histogram.add(0, 0, 2, 40);
-    expect(load.sample(LOAD_WINDOW_MS - 1)).toBe(false);
+  test('the figures are updated once a half has passed; they are the delays less the resolution', () => {
+    const { load, add } = monitor();
+    add(0, 0, 2, 40);
+    expect(load.sample(LOAD_HALF_MS - 1)).toBe(false);
     expect(load.recent).toEqual({ meanMs: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 });
-    expect(load.sample(LOAD_WINDOW_MS)).toBe(false); // closed, and still not overloaded
+    expect(load.sample(LOAD_HALF_MS)).toBe(false); // updated, and still not overloaded
     expect(load.recent).toEqual({ meanMs: 10.5, p50Ms: 0, p99Ms: 40, maxMs: 40 });
-    expect(histogram.count).toBe(0);
-    expect(load.windowEnd).toBe(2 * LOAD_WINDOW_MS);
+    expect(load.halfEnd).toBe(2 * LOAD_HALF_MS);
   });
 
-  test('overloaded from the window whose longest delay exceeds the threshold, until a window that does not', () => {
-    const { load, histogram } = monitor(100);
-    histogram.add(0, 100);
-    expect(load.sample(1000)).toBe(false); // exactly the threshold is not over it
-    histogram.add(0, 101);
-    expect(load.sample(2000)).toBe(true);
+  test('each histogram covers the latest second: a delay counts for two halves, then no more', () => {
+    const { load, add } = monitor();
+    add(0);
+    expect(load.sample(500)).toBe(false);
+    add(60);
+    load.sample(1000);
+    expect(load.recent.maxMs).toBe(60);
+    add(0);
+    load.sample(1500);
+    expect(load.recent.maxMs).toBe(60);
+    add(0);
+    load.sample(2000);
+    expect(load.recent.maxMs).toBe(0);
+  });
+
+  test('a stall right after one histogram was reset (which Node drops) is still seen, in the other', () => {
+    const { load, histograms, add } = monitor(100);
+    add(0);
+    load.sample(500); // histogram 0 reset here
+    histograms[1]!.add(300); // the stall, lost by histogram 0 right after its reset
+    histograms[0]!.add(0);
+    expect(load.sample(1000)).toBe(true);
+    expect(load.recent.maxMs).toBe(300);
     expect(load.overloaded).toBe(true);
-    histogram.add(250);
-    expect(load.sample(3000)).toBe(false); // still overloaded: no change to report
+  });
+
+  test('overloaded from the half whose latest second holds a delay over the threshold, until one that does not', () => {
+    const { load, add } = monitor(100);
+    add(0, 100);
+    expect(load.sample(500)).toBe(false); // exactly the threshold is not over it
+    load.sample(1000);
+    add(0, 101);
+    expect(load.sample(1500)).toBe(true);
     expect(load.overloaded).toBe(true);
-    histogram.add(5, 5);
-    expect(load.sample(4000)).toBe(true);
+    add(250);
+    expect(load.sample(2000)).toBe(false); // still overloaded: no change to report
+    add(5, 5);
+    expect(load.sample(2500)).toBe(false); // the other histogram still holds the 250
+    expect(load.sample(3000)).toBe(true);
     expect(load.overloaded).toBe(false);
   });
 
-  test('a late tick counts like a delay, for the window it was seen in only', () => {
-    const { load, histogram } = monitor(100);
-    histogram.add(1);
+  test('a late tick counts like a delay, for the latest second', () => {
+    const { load, add } = monitor(100);
+    add(1);
     load.noteLateness(30);
     load.noteLateness(150);
     load.noteLateness(20);
-    expect(load.sample(1000)).toBe(true);
+    expect(load.sample(500)).toBe(true);
     expect(load.recentLateMs).toBe(150);
-    histogram.add(1);
-    expect(load.sample(2000)).toBe(true);
+    add(1);
+    expect(load.sample(1000)).toBe(false);
+    expect(load.recentLateMs).toBe(150);
+    add(1);
+    expect(load.sample(1500)).toBe(true);
     expect(load.recentLateMs).toBe(0);
     expect(load.overloaded).toBe(false);
   });
 
-  test('a window without a single sample was one long block: its length counts as the delay', () => {
+  test('a histogram without a single sample since its reset saw one long block: its length counts as the delay', () => {
     const { load } = monitor(100);
     expect(load.sample(1500)).toBe(true);
     expect(load.recent.maxMs).toBe(1500 - RESOLUTION_MS);
