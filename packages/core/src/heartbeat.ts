@@ -78,6 +78,20 @@ export interface CloseOptions {
   retryWithin?: number;
 }
 
+/**
+ * The close frame a shutdown sends: 1001 `Server shutting down`, or with `retryWithin`, 1012
+ * `Server restarting, retry within <n> ms`. Throws a `TypeError` for an invalid `retryWithin`.
+ */
+export function shutdownFrame(options: CloseOptions = {}): { code: number; reason: string } {
+  if (typeof options !== 'object' || options === null) fail('close options', 'an object', options);
+  const { retryWithin } = options;
+  if (retryWithin === undefined) return { code: SHUTDOWN_CODE, reason: SHUTDOWN_REASON };
+  if (typeof retryWithin !== 'number' || !Number.isSafeInteger(retryWithin) || retryWithin <= 0) {
+    fail('retryWithin', 'a positive whole number of milliseconds', retryWithin);
+  }
+  return { code: RESTART_CODE, reason: `Server restarting, retry within ${retryWithin} ms` };
+}
+
 /** The constructor's options: every route's heartbeat defaults, and the engine's own. */
 export type HeartbeatEngineOptions = HeartbeatOptions & EngineOptions;
 
@@ -271,7 +285,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly load: LoadMonitor;
 
   private closePromise: Promise<void> | undefined;
-  private shutdownCode = SHUTDOWN_CODE;
+  private shutdownCode: number = SHUTDOWN_CODE;
   private shutdownReason = SHUTDOWN_REASON;
   private resolveClose: (() => void) | undefined;
   private closed = false;
@@ -473,14 +487,9 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    */
   close(options: CloseOptions = {}): Promise<void> {
     if (this.closePromise) return this.closePromise;
-    const { retryWithin } = options;
-    if (retryWithin !== undefined) {
-      if (typeof retryWithin !== 'number' || !Number.isSafeInteger(retryWithin) || retryWithin <= 0) {
-        fail('retryWithin', 'a positive whole number of milliseconds', retryWithin);
-      }
-      this.shutdownCode = RESTART_CODE;
-      this.shutdownReason = `Server restarting, retry within ${retryWithin} ms`;
-    }
+    const { code, reason } = shutdownFrame(options);
+    this.shutdownCode = code;
+    this.shutdownReason = reason;
     this.closePromise = new Promise((resolve) => {
       this.resolveClose = resolve;
     });

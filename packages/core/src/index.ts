@@ -1,4 +1,4 @@
-export { Heartbeat } from './heartbeat';
+export { Heartbeat, shutdownFrame } from './heartbeat';
 export type {
   CloseOptions,
   EngineOptions,
@@ -29,7 +29,7 @@ export type {
 } from './upgrade';
 export type { PathParams } from './path';
 export { abortHandshake } from './http';
-export { collectMetrics } from './metrics';
+export { collectMetrics, isMetricsRegistry } from './metrics';
 export type { CollectMetricsOptions, MetricsRegistry } from './metrics';
 export type { HistogramBucket } from './histogram';
 export { logEvents } from './log';

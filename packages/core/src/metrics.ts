@@ -1,3 +1,4 @@
+import { describe } from './errors';
 import type { Heartbeat, HeartbeatStats } from './heartbeat';
 import type { LatencySummary } from './histogram';
 
@@ -14,6 +15,15 @@ export interface MetricsRegistry {
   metrics(): Promise<string>;
   /** The `Content-Type` of that text. */
   readonly contentType: string;
+}
+
+const REGISTRY_METHODS = ['registerMetric', 'removeSingleMetric', 'getSingleMetric', 'metrics'] as const;
+
+/** Whether `value` has what {@link collectMetrics} needs of a registry. */
+export function isMetricsRegistry(value: unknown): value is MetricsRegistry {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Record<string, unknown>;
+  return REGISTRY_METHODS.every((method) => typeof candidate[method] === 'function');
 }
 
 export interface CollectMetricsOptions {
@@ -122,7 +132,8 @@ const DEFINITIONS: readonly { name: string; type: MetricType; help: string; samp
  * `ws_heartbeat_terminations_total` (labels `route`, `reason`), the histograms
  * `ws_heartbeat_rtt_seconds` and `ws_heartbeat_detection_seconds` (label `route`), and the
  * gauges `ws_heartbeat_event_loop_delay_seconds`, `ws_heartbeat_tick_lateness_seconds` and
- * `ws_heartbeat_overloaded`. Throws if the registry already holds a metric of one of these names.
+ * `ws_heartbeat_overloaded`. Throws a `TypeError` for something that is not a registry, and an
+ * `Error` if the registry already holds a metric of one of these names.
  * Returns the function that removes exactly these metrics from the registry again.
  *
  * @example
@@ -132,6 +143,7 @@ const DEFINITIONS: readonly { name: string; type: MetricType; help: string; samp
  * // GET /metrics: res.setHeader('Content-Type', registry.contentType); res.end(await registry.metrics());
  */
 export function collectMetrics(heartbeat: Heartbeat, registry: MetricsRegistry, options: CollectMetricsOptions = {}): () => void {
+  if (!isMetricsRegistry(registry)) throw new TypeError(`A prom-client Registry is needed to collect metrics: got ${describe(registry)}`);
   const { prefix = 'ws_heartbeat_' } = options;
   if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(prefix)) {
     throw new TypeError(`The "prefix" option must be a valid start of a Prometheus metric name: got ${String(prefix)}`);

@@ -4,7 +4,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
 import { checkKeys, describe, fail, rethrow } from './errors';
-import { Heartbeat, type CloseOptions, type HeartbeatEngineOptions } from './heartbeat';
+import { Heartbeat, shutdownFrame, type CloseOptions, type HeartbeatEngineOptions } from './heartbeat';
 import { abortHandshake, socketOnError } from './http';
 import type { HeartbeatOptions } from './options';
 import { compilePath, splitPath, type PathMatcher, type PathParams } from './path';
@@ -430,6 +430,7 @@ export class UpgradeRouter {
    */
   close(options: CloseOptions = {}): Promise<void> {
     if (this.#closePromise) return this.#closePromise;
+    shutdownFrame(options); // an invalid retryWithin throws here, before anything has changed
     this.#closing = true;
     for (const detach of [...this.#detachers.values()]) detach();
     for (const socket of [...this.#pending.keys()]) this.#refusePending(socket, 503);

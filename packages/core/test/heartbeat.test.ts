@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import { Heartbeat, TICK_MS, type HeartbeatOptions, type HeartbeatStats, type OverloadInfo } from '@ws-heartbeat/core';
+import { Heartbeat, TICK_MS, shutdownFrame, type HeartbeatOptions, type HeartbeatStats, type OverloadInfo } from '@ws-heartbeat/core';
 import { OPCODE, TestBed, closePayload, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
 import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
@@ -642,6 +642,25 @@ describe('Heartbeat on real sockets', () => {
     // One event per change, never the same state twice in a row.
     events.forEach((event, i) => expect(event.overloaded).toBe(i % 2 === 0));
     expect(srv.terminations).toEqual([]);
+  });
+
+  test('close({ retryWithin }) sends 1012 with the retry hint, also to a connection tracked during close(); invalid hints throw before anything closes', async () => {
+    const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
+    const srv = await bed.server({ heartbeat: hb });
+    const early = await bed.client(srv.url());
+    await srv.waitForConnections(1);
+    for (const retryWithin of [0, -1, 1.5, Infinity, '100']) {
+      expect(() => hb.close({ retryWithin } as never)).toThrow(/"retryWithin" option must be a positive whole number of milliseconds/);
+    }
+    expect(hb.closing).toBe(false);
+    expect(shutdownFrame()).toEqual({ code: 1001, reason: 'Server shutting down' });
+
+    const closing = hb.close({ retryWithin: 2000 });
+    const late = await bed.client(srv.url());
+    const reason = 'Server restarting, retry within 2000 ms';
+    expect(await early.closed).toMatchObject({ code: 1012, reason });
+    expect(await late.closed).toMatchObject({ code: 1012, reason });
+    await closing;
   });
 
   test('idleOnly: false pings every interval while messages flow, and only a pong answers', async () => {

@@ -9,7 +9,9 @@ import {
   UpgradeRouter,
   abortHandshake,
   collectMetrics,
+  isMetricsRegistry,
   type Authenticate,
+  type CloseOptions,
   type HeartbeatEngineOptions,
   type HeartbeatLogger,
   type HeartbeatOptions,
@@ -124,7 +126,6 @@ interface Route {
 }
 
 const OPTION_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'caseSensitive', 'strict', 'onError', 'logger']);
-const REGISTRY_METHODS = ['registerMetric', 'removeSingleMetric', 'getSingleMetric', 'metrics'] as const;
 const METRICS_FAILED = 'Metrics unavailable\n';
 const ROUTE_KEYS = new Set(['heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
 const TRAILING_SLASHES = /\/+$/;
@@ -140,12 +141,6 @@ function decodeParam(value: string): string {
 }
 
 class BadRequest extends Error {}
-
-function isRegistry(value: unknown): value is MetricsRegistry {
-  if (typeof value !== 'object' || value === null) return false;
-  const candidate = value as Record<string, unknown>;
-  return REGISTRY_METHODS.every((method) => typeof candidate[method] === 'function');
-}
 
 /**
  * The engine's options: `heartbeat` with `logger` in it. Anything but a plain options object goes
@@ -301,7 +296,7 @@ export class WebSocketRoutes {
    * already holds a metric of one of these names, or after `close()`.
    */
   metricsHandler(registry: MetricsRegistry): (req: IncomingMessage, res: ServerResponse) => void {
-    if (!isRegistry(registry)) throw new TypeError(`metricsHandler() needs a prom-client Registry: got ${String(registry)}`);
+    if (!isMetricsRegistry(registry)) throw new TypeError(`metricsHandler() needs a prom-client Registry: got ${String(registry)}`);
     const known = this.#metrics.get(registry);
     if (known !== undefined) return known.handler;
     if (this.#closePromise) throw new Error('WebSocketRoutes is closed: it has no metrics to serve');
@@ -323,14 +318,16 @@ export class WebSocketRoutes {
   }
 
   /**
-   * Shuts down: upgrades get 503 from now on, every connection gets close code 1001, those
+   * Shuts down: upgrades get 503 from now on, every connection gets close code 1001 (or 1012
+   * and `Server restarting, retry within <n> ms` with `options.retryWithin`, which
+   * `@ws-heartbeat/client` reads to come back at a random moment in that window), those
    * still open after their route's `closeTimeout` are destroyed (reason `'shutdown'`); once all
    * are gone, the `'upgrade'` listeners and the metrics of {@link metricsHandler} are removed.
    * Resolves then; `server.close()` can complete and nothing of this package keeps the process
    * alive. Safe to call more than once.
    */
-  close(): Promise<void> {
-    this.#closePromise ??= this.#router.close().then(() => {
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closePromise ??= this.#router.close(options).then(() => {
       for (const unmount of this.#unmounts.values()) unmount();
       this.#unmounts.clear();
       for (const { remove } of this.#metrics.values()) remove();

@@ -396,6 +396,19 @@ describe('@ws-heartbeat/express', () => {
     await within(sockets.close(), ms(1000), 'a second sockets.close()');
   });
 
+  test('close({ retryWithin }) closes every connection with 1012 and the retry hint the client package reads; an invalid one throws', async () => {
+    const { sockets, url } = await startApp({ heartbeat: { interval: NEVER, timeout: NEVER } }, (routes) => {
+      routes.route('/ws', () => {});
+    });
+    const peers = await Promise.all([client(url('/ws')), client(url('/ws'))]);
+    await waitFor(() => sockets.heartbeat.size === 2, ms(2000), 'the connections to be tracked');
+    expect(() => new WebSocketRoutes().close({ retryWithin: -5 })).toThrow(/"retryWithin" option .* got -5/);
+    await sockets.close({ retryWithin: 750 });
+    for (const peer of peers) {
+      expect(await peer.closed).toMatchObject({ code: 1012, reason: 'Server restarting, retry within 750 ms' });
+    }
+  });
+
   test('a process running an Express app exits by itself within closeTimeout + 1 s of sockets.close()', async () => {
     const config: AppChildConfig = { healthy: 5, silent: 2, ignoring: 2, closeTimeout: CLOSE_TIMEOUT };
     const child = forkChild<AppChildMessage>(teardown, path.join(FIXTURES, 'app-child.ts'), [JSON.stringify(config)], ['--require', REGISTER_TS]);

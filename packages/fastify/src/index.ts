@@ -27,6 +27,8 @@ import {
   UpgradeRouter,
   abortHandshake,
   collectMetrics,
+  isMetricsRegistry,
+  shutdownFrame,
   type HeartbeatEngineOptions,
   type HeartbeatOptions,
   type MetricsRegistry,
@@ -131,6 +133,14 @@ export interface WsHeartbeatOptions {
    * @default none: no metrics
    */
   metricsRegistry?: MetricsRegistry;
+  /**
+   * On `app.close()`, tell the clients to come back within this many ms: every connection is
+   * closed with code 1012 and the reason `Server restarting, retry within <n> ms`, which
+   * `@ws-heartbeat/client` reads to reconnect at a random moment in that window. Without it,
+   * connections get 1001 `Server shutting down`.
+   * @default none
+   */
+  retryWithin?: number;
 }
 
 declare module 'fastify' {
@@ -203,8 +213,8 @@ const PLUGIN_KEYS = new Set([
   'statsRoute',
   'metricsRoute',
   'metricsRegistry',
+  'retryWithin',
 ]);
-const REGISTRY_METHODS = ['registerMetric', 'removeSingleMetric', 'getSingleMetric', 'metrics'] as const;
 const DEFAULT_AUTH_TIMEOUT = 10_000;
 
 /** A GET path option (`statsRoute`, `metricsRoute`): a path starting with "/", or false. */
@@ -212,12 +222,6 @@ function checkPathOption(name: string, value: unknown): void {
   if (value !== false && (typeof value !== 'string' || !value.startsWith('/'))) {
     throw new TypeError(`The "${name}" option must be a path starting with "/" or false: got ${String(value)}`);
   }
-}
-
-function isRegistry(value: unknown): value is MetricsRegistry {
-  if (typeof value !== 'object' || value === null) return false;
-  const candidate = value as Record<string, unknown>;
-  return REGISTRY_METHODS.every((method) => typeof candidate[method] === 'function');
 }
 
 /**
@@ -287,10 +291,12 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     statsRoute = false,
     metricsRoute = false,
     metricsRegistry,
+    retryWithin,
   } = options;
+  shutdownFrame({ retryWithin }); // throws for an invalid value, before anything is set up
   checkPathOption('statsRoute', statsRoute);
   checkPathOption('metricsRoute', metricsRoute);
-  if (metricsRegistry !== undefined && !isRegistry(metricsRegistry)) {
+  if (metricsRegistry !== undefined && !isMetricsRegistry(metricsRegistry)) {
     throw new TypeError(`The "metricsRegistry" option must be a prom-client Registry: got ${String(metricsRegistry)}`);
   }
   if (metricsRoute !== false && metricsRegistry === undefined) {
@@ -304,7 +310,7 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     onError: (error, { route, phase }) => fastify.log.error({ err: error, route, phase }, `ws-heartbeat: ${phase} failed on ${route}`),
   });
   try {
-    setUpRoutes(fastify, router, { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry });
+    setUpRoutes(fastify, router, { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry, retryWithin });
   } catch (error) {
     // Nothing of a registration that failed stays behind: the engine's load monitor stops too.
     router.close().catch(() => undefined);
@@ -318,10 +324,11 @@ interface RouteSetup {
   statsRoute: string | false;
   metricsRoute: string | false;
   metricsRegistry: MetricsRegistry | undefined;
+  retryWithin: number | undefined;
 }
 
 function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: RouteSetup): void {
-  const { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry } = setup;
+  const { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry, retryWithin } = setup;
   fastify.decorate('heartbeat', router.heartbeat);
   // Throws if the registry already holds these metrics (another engine's, say): register() rejects.
   const removeMetrics = metricsRegistry === undefined ? undefined : collectMetrics(router.heartbeat, metricsRegistry);
@@ -423,11 +430,11 @@ function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: Rou
     });
   }
 
-  // preClose runs before Fastify closes the HTTP server: 1001 to every connection, stragglers
+  // preClose runs before Fastify closes the HTTP server: 1001 (or 1012 with retryWithin) to every connection, stragglers
   // destroyed after their closeTimeout; the server then closes at once. Upgrades that arrive
   // meanwhile still reach the listener and are answered 503 (by Fastify, or by the router).
   fastify.addHook('preClose', async () => {
-    await router.close();
+    await router.close({ retryWithin });
   });
   // router.close() is idempotent: here it only guarantees that the engine's timer is cleared.
   fastify.addHook('onClose', async () => {

@@ -321,6 +321,18 @@ describe('@ws-heartbeat/fastify', () => {
     await within(closing, CLOSE_TIMEOUT + ms(3000), 'app.close()');
   });
 
+  test('retryWithin: app.close() closes every connection with 1012 and the retry hint the client package reads', async () => {
+    const { app, url } = await startApp({ retryWithin: 1500, heartbeat: { interval: NEVER, timeout: NEVER } }, (a) => {
+      a.get('/ws', { websocket: true }, () => {});
+    });
+    const peers = await Promise.all([client(url('/ws')), client(url('/ws'))]);
+    await waitFor(() => app.heartbeat.size === 2, ms(2000), 'the connections to be tracked');
+    await app.close();
+    for (const peer of peers) {
+      expect(await peer.closed).toMatchObject({ code: 1012, reason: 'Server restarting, retry within 1500 ms' });
+    }
+  });
+
   test('a process running the app exits by itself within closeTimeout + 1 s of app.close()', async () => {
     const config: AppChildConfig = { healthy: 5, silent: 2, ignoring: 2, closeTimeout: CLOSE_TIMEOUT };
     const child = forkChild<AppChildMessage>(teardown, path.join(FIXTURES, 'app-child.ts'), [JSON.stringify(config)], ['--require', REGISTER_TS]);
@@ -419,6 +431,11 @@ describe('@ws-heartbeat/fastify', () => {
     teardown.push(() => other.close());
     await expect(other.register(wsHeartbeat, { authTimeout: 0 })).rejects.toThrow(
       expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/authTimeout.*0/) }),
+    );
+    const third = Fastify({ pluginTimeout: ms(1000) });
+    teardown.push(() => third.close());
+    await expect(third.register(wsHeartbeat, { retryWithin: 2.5 })).rejects.toThrow(
+      expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/retryWithin.*2\.5/) }),
     );
   });
 });
