@@ -1,5 +1,6 @@
 // The ws-heartbeat demo: two echo routes on a Fastify server, managed by @ws-heartbeat/fastify,
-// with a live dashboard at / (fed by Server-Sent Events) and Prometheus metrics at /metrics.
+// with a live dashboard at / (fed by Server-Sent Events), Prometheus metrics at /metrics, and at
+// /client a page that uses @ws-heartbeat/client (served as one ES module at /client.js).
 //   HOST=127.0.0.1 PORT=8080 node examples/server.mjs     (PORT=0 picks a free port)
 import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
@@ -12,6 +13,9 @@ const PORT = Number(process.env.PORT || 8080);
 
 const DASHBOARD_HTML = readFileSync(new URL('./dashboard.html', import.meta.url), 'utf8');
 const DASHBOARD_JS = readFileSync(new URL('./dashboard.js', import.meta.url), 'utf8');
+const CLIENT_HTML = readFileSync(new URL('./client.html', import.meta.url), 'utf8');
+// The browser build of @ws-heartbeat/client: one ES module, no bundler (the demo command builds it).
+const CLIENT_JS = readFileSync(new URL('../packages/client/dist/esm/index.js', import.meta.url), 'utf8').replace(/\n\/\/# sourceMappingURL=.*\n?$/, '\n');
 
 /** Sends every message back as it came: text stays text, binary stays binary. */
 function echo(socket) {
@@ -21,7 +25,8 @@ function echo(socket) {
 // No logger: the URL line below is the demo's only startup output.
 const app = Fastify({ logger: false });
 const registry = new Registry();
-await app.register(wsHeartbeat, { statsRoute: '/stats', metricsRoute: '/metrics', metricsRegistry: registry });
+// appHeartbeat: the engine answers {"type":"ping"} from browser clients (they cannot send ping frames).
+await app.register(wsHeartbeat, { heartbeat: { appHeartbeat: true }, statsRoute: '/stats', metricsRoute: '/metrics', metricsRegistry: registry });
 
 app.get('/ws/echo', { websocket: true }, echo);
 app.get('/ws/fast', { websocket: true, heartbeat: { interval: 1000, timeout: 500, closeTimeout: 1000 } }, echo);
@@ -34,6 +39,8 @@ app.heartbeat.on('terminate', (ws, reason, route, info) =>
 registerFeed(app, { path: '/events' });
 app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
 app.get('/dashboard.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
+app.get('/client', (request, reply) => reply.type('text/html; charset=utf-8').send(CLIENT_HTML));
+app.get('/client.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(CLIENT_JS));
 
 await app.listen({ port: PORT, host: HOST });
 const { port } = app.server.address();

@@ -5,27 +5,14 @@
  * DOM (the ids and data-attributes below), reported here by a MutationObserver the moment they
  * change, so every figure carries the time it appeared.
  */
-import { mkdirSync } from 'node:fs';
 import http from 'node:http';
-import { join } from 'node:path';
-import { type Browser, type Page, chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import WebSocket from 'ws';
 import type { HeartbeatStats } from '@ws-heartbeat/core';
-import { type Demo, EXIT_BOUND, FAST, ROOT, SNAPSHOT_PERIOD_MS, killDemos, startDemo, terminateDemo } from './helpers/demo';
+import { launchChromium, screenshotPath } from './helpers/browser';
+import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, killDemos, startDemo, terminateDemo } from './helpers/demo';
 import { EPSILON, SLOP, ms, now, waitFor } from './helpers/time';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--no-first-run',
-];
-const SCREENSHOT = join(ROOT, 'test-results', 'dashboard.png');
 /** A peer terminated by the engine is on the page by the next snapshot, and the page's own delay. */
 const PAGE_SLOP = SLOP + ms(100);
 
@@ -101,7 +88,7 @@ describe('the demo dashboard in Chromium', () => {
 
   beforeAll(async () => {
     demo = await startDemo();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.exposeFunction('reportFigures', (next: Figures) => {
@@ -162,8 +149,7 @@ describe('the demo dashboard in Chromium', () => {
     expect(fast?.pongsReceived).toBeGreaterThanOrEqual(2 * 5);
     expect(pageErrors).toEqual([]);
 
-    mkdirSync(join(ROOT, 'test-results'), { recursive: true });
-    await page.screenshot({ path: SCREENSHOT });
+    await page.screenshot({ path: screenshotPath('dashboard.png') });
   });
 
   test("SIGTERM with the dashboard open: the page's WebSockets get 1001 and the demo exits by itself with code 0", async () => {

@@ -1,5 +1,5 @@
 /**
- * The demo server (examples/server.mjs) as users run it: a child process on PORT=0 with the
+ * The demo server (examples/server.mjs) as users run it: a child process on PORT=0 (or a given port) with the
  * default HOST, importing the built plugin from packages/fastify/dist (and through it
  * packages/core/dist). Shared by the demo's HTTP/WebSocket test and its browser test.
  */
@@ -30,14 +30,14 @@ export interface Demo {
 
 const children = new Set<ChildProcessWithoutNullStreams>();
 
-/** Starts the demo; resolves once it printed its URL line. */
-export function startDemo(): Promise<Demo> {
-  for (const name of ['core', 'fastify']) {
+/** Starts the demo (on `port`, or one the system picks); resolves once it printed its URL line. */
+export function startDemo(port = 0): Promise<Demo> {
+  for (const name of ['core', 'fastify', 'client']) {
     if (!existsSync(join(ROOT, 'packages', name, 'dist', 'index.js'))) {
       throw new Error(`packages/${name}/dist is missing: build the packages first (\`pnpm run build\`)`);
     }
   }
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) };
   delete env.HOST;
   const child = spawn(process.execPath, [SERVER], { cwd: ROOT, env });
   children.add(child);
