@@ -19,3 +19,9 @@ app.get('/rooms/:id', { websocket: true, heartbeat: { timeout: 500 } }, (socket,
 const engine: Heartbeat = app.heartbeat;
 engine.on('terminate', (_ws, reason) => reason satisfies 'timeout' | 'close-timeout' | 'backpressure' | 'shutdown');
 new UpgradeRouter({ heartbeat: engine });
+
+// The client package from an ES module: its exports map, ESM types, and the browser entry.
+import { HeartbeatClient, backoffDelay, type ClientEventMap } from '@ws-heartbeat/client';
+const client = new HeartbeatClient('ws://127.0.0.1:8080/ws', { reconnect: { maxRetries: 3 }, queueSize: 10 });
+client.on('dead', (event: ClientEventMap['dead']) => event.reason satisfies 'timeout' | 'connection-lost');
+backoffDelay(1, { minDelay: 1, maxDelay: 2, factor: 2, maxRetries: 1, resetAfter: 1 }) satisfies number;
