@@ -70,15 +70,16 @@ export interface HeartbeatClientOptions {
   WebSocket?: WebSocketConstructor;
   /**
    * When nothing has arrived for this long (ms), the client sends a heartbeat message.
-   * Until set here, the server's own `interval` is used once its first answer tells it.
-   * @default 30_000
+   * Left unset, the server's own `interval` is used: the client then sends a heartbeat as soon as
+   * the connection opens, and takes the setting from the answer.
+   * @default 30_000 until the server's answer
    */
   pingInterval?: number;
   /**
    * When nothing arrives this long (ms) after a heartbeat message, the server is dead: the client
-   * closes the connection and reconnects. Until set here, the server's own `timeout` is used once
-   * its first answer tells it.
-   * @default 10_000
+   * closes the connection and reconnects. Left unset, the server's own `timeout` is used, as for
+   * `pingInterval`.
+   * @default 10_000 until the server's answer
    */
   pongTimeout?: number;
   /**
@@ -399,7 +400,10 @@ export class HeartbeatClient {
     this.#reprobed = false;
     this.#emit('open', { type: 'open', url: this.url });
     while (this.#queue.length > 0 && this.#state === OPEN) ws.send(this.#queue.shift() as never);
-    this.#arm(now + this.#pingInterval);
+    if (this.#state !== OPEN) return;
+    // Settings left to the server are learnt from its first answer: ask at once.
+    if (!this.#ownPingInterval || !this.#ownPongTimeout) this.#probe(now);
+    else this.#arm(now + this.#pingInterval);
   }
 
   #onMessage(ws: WebSocketLike, data: unknown): void {
@@ -407,13 +411,18 @@ export class HeartbeatClient {
     const now = performance.now();
     this.#lastReceived = now;
     const pong = parsePong(data);
+    if (pong) this.#matchServer(pong);
+    const probeSentAt = this.#probeSentAt;
+    if (probeSentAt > 0) {
+      // The heartbeat is answered (any message counts): the next one is due an interval from now.
+      this.#probeSentAt = 0;
+      this.#reprobed = false;
+      this.#arm(now + this.#pingInterval);
+    }
     if (pong === false) {
       this.#emit('message', { type: 'message', data });
-      return;
-    }
-    if (pong) this.#matchServer(pong);
-    if (this.#probeSentAt > 0) {
-      this.rtt = now - this.#probeSentAt;
+    } else if (probeSentAt > 0) {
+      this.rtt = now - probeSentAt;
       this.#emit('heartbeat', { type: 'heartbeat', rtt: this.rtt, server: pong });
     }
   }
@@ -445,11 +454,6 @@ export class HeartbeatClient {
   #check(): void {
     const now = performance.now();
     const late = now - this.#timerDue > Math.min(LATE_TIMER_MS, this.#pongTimeout / 2);
-    if (this.#probeSentAt > 0 && this.#lastReceived >= this.#probeSentAt) {
-      // Answered (any message counts).
-      this.#probeSentAt = 0;
-      this.#reprobed = false;
-    }
     if (this.#probeSentAt === 0) {
       if (now - this.#lastReceived >= this.#pingInterval - 1) this.#probe(now);
       else this.#arm(this.#lastReceived + this.#pingInterval);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { UpgradeRouter } from '@ws-heartbeat/core';
 import { HeartbeatClient, backoffDelay, retryHint, type ClientEventMap, type ClientEventType } from '@ws-heartbeat/client';
-import { EPSILON, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const REGISTER = path.join(__dirname, '../../core/test/fixtures/register.js');
@@ -231,6 +231,106 @@ describe('HeartbeatClient against the server engine', () => {
     await waitFor(() => events.filter((e) => e.event === 'heartbeat').length >= 4, 4 * (PING + PONG) + ms(2000), 'heartbeats after waking');
     expect(events.filter((e) => e.event === 'dead' || e.event === 'close')).toEqual([]);
     expect(events.filter((e) => e.event === 'open')).toHaveLength(1);
+  });
+});
+
+describe('HeartbeatClient settings, queue and retries', () => {
+  /** An in-process server with appHeartbeat on the given interval and timeout; closed after the test. */
+  async function localServer(heartbeat: { interval: number; timeout: number }, port = 0): Promise<{ port: number; close: () => Promise<void> }> {
+    const router = new UpgradeRouter({ heartbeat: { ...heartbeat, appHeartbeat: true } });
+    router.route('/ws', { handler: (ws) => void ws.on('message', (data) => ws.send(String(data))) });
+    const server = http.createServer();
+    router.attach(server);
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    let closed: Promise<void> | undefined;
+    const close = (): Promise<void> =>
+      (closed ??= Promise.all([router.close(), new Promise<void>((resolve) => server.close(() => resolve()))]).then(() => undefined));
+    servers.push(close);
+    return { port: (server.address() as AddressInfo).port, close };
+  }
+  const servers: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const client of clients) client.close();
+    await Promise.all(servers.splice(0).map((close) => close()));
+  });
+
+  /** A port nothing listens on (it was free a moment ago). */
+  async function freePort(): Promise<number> {
+    const server = http.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+
+  test("without pingInterval and pongTimeout, the client asks at once and works to the server's interval and timeout", async () => {
+    const INTERVAL = ms(300);
+    const TIMEOUT = ms(200);
+    const server = await localServer({ interval: INTERVAL, timeout: TIMEOUT });
+    const client = newClient(`ws://127.0.0.1:${server.port}/ws`);
+    const events = record(client);
+    expect(client.settings).toEqual({ pingInterval: 30_000, pongTimeout: 10_000 });
+    await waitFor(() => events.some((e) => e.type === 'heartbeat'), ms(2000), 'the first heartbeat');
+    const opened = events.find((e) => e.type === 'open')!.at;
+    const first = events.find((e) => e.type === 'heartbeat')!;
+    expect(first.at - opened).toBeLessThanOrEqual(SLOP);
+    expect((first.event as ClientEventMap['heartbeat']).server).toEqual({ interval: INTERVAL, timeout: TIMEOUT });
+    expect(client.settings).toEqual({ pingInterval: INTERVAL, pongTimeout: TIMEOUT });
+    // The next heartbeat goes out an interval of silence later, as the server's setting says.
+    await waitFor(() => events.filter((e) => e.type === 'heartbeat').length >= 2, INTERVAL + ms(1000), 'the second heartbeat');
+    const second = events.filter((e) => e.type === 'heartbeat')[1]!;
+    expect(second.at - first.at).toBeGreaterThanOrEqual(INTERVAL - EPSILON);
+    expect(second.at - first.at).toBeLessThanOrEqual(INTERVAL + SLOP);
+  });
+
+  test('the queue holds queueSize messages while no server listens, refuses the next, and delivers them in order once one does', async () => {
+    const port = await freePort();
+    const client = newClient(`ws://127.0.0.1:${port}/ws`, { queueSize: 2, reconnect: { minDelay: ms(50), maxDelay: ms(100) } });
+    const events = record(client);
+    expect(client.send('first')).toBe(true);
+    expect(client.send('second')).toBe(true);
+    expect(client.send('third')).toBe(false);
+    expect(client.queued).toBe(2);
+    await waitFor(() => events.some((e) => e.type === 'reconnecting'), ms(2000), 'a failed attempt');
+    await localServer({ interval: NEVER, timeout: NEVER }, port);
+    await waitFor(() => events.filter((e) => e.type === 'message').length >= 2, ms(3000), 'the queue to be echoed');
+    expect(events.filter((e) => e.type === 'message').map((e) => (e.event as ClientEventMap['message']).data)).toEqual(['first', 'second']);
+  });
+
+  test('after maxRetries failed retries the client gives up: a final close, readyState CLOSED, no more attempts', async () => {
+    const port = await freePort();
+    const client = newClient(`ws://127.0.0.1:${port}/ws`, { reconnect: { minDelay: ms(20), maxDelay: ms(40), maxRetries: 2 } });
+    const events = record(client);
+    await waitFor(() => events.some((e) => e.type === 'close' && (e.event as ClientEventMap['close']).final), ms(3000), 'the final close');
+    expect(events.filter((e) => e.type === 'reconnecting').map((e) => (e.event as ClientEventMap['reconnecting']).attempt)).toEqual([1, 2]);
+    expect(events.filter((e) => e.type === 'close').map((e) => (e.event as ClientEventMap['close']).final)).toEqual([false, false, true]);
+    expect(client.readyState).toBe(WebSocket.CLOSED);
+    await sleep(ms(200));
+    expect(events.filter((e) => e.type === 'reconnecting')).toHaveLength(2);
+  });
+
+  test('a connection that stays open for resetAfter resets the backoff: the next loss starts again at attempt 1', async () => {
+    const port = await freePort();
+    const client = newClient(`ws://127.0.0.1:${port}/ws`, { pingInterval: NEVER, pongTimeout: NEVER, reconnect: { minDelay: ms(20), maxDelay: ms(40), resetAfter: ms(300) } });
+    const events = record(client);
+    const attempts = (): number[] => events.filter((e) => e.type === 'reconnecting').map((e) => (e.event as ClientEventMap['reconnecting']).attempt);
+    await waitFor(() => attempts().length >= 3, ms(3000), 'three failed attempts');
+    let server = await localServer({ interval: NEVER, timeout: NEVER }, port);
+    await waitFor(() => events.some((e) => e.type === 'open'), ms(2000), 'open');
+
+    // Lost before resetAfter: the backoff goes on counting.
+    const before = attempts().length;
+    await server.close();
+    await waitFor(() => attempts().length > before, ms(2000), 'the next attempt');
+    expect(attempts()[before]).toBe(before + 1);
+
+    server = await localServer({ interval: NEVER, timeout: NEVER }, port);
+    await waitFor(() => events.filter((e) => e.type === 'open').length >= 2, ms(2000), 'the second open');
+    await sleep(ms(400));
+    const after = attempts().length;
+    await server.close();
+    await waitFor(() => attempts().length > after, ms(2000), 'the attempt after a long connection');
+    expect(attempts()[after]).toBe(1);
   });
 });
 
