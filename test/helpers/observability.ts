@@ -1,22 +1,28 @@
 /**
  * The observability checks both adapter suites run (packages/fastify/test/observability.test.ts,
  * packages/express/test/observability.test.ts): one traffic scenario on two routes, and what
- * `/stats`, `/metrics` and the logs must say about it, figure by figure. Not a jest file.
+ * `/stats`, `/metrics` and the logs must say about it, figure by figure; an overload of the event
+ * loop; and the child process that must exit by itself with all of it on (the scene its fixture
+ * plays, and what the suite expects of its exit). Not a jest file.
  *
  * The app under test declares two WebSocket routes: `/short` (interval SHORT_INTERVAL, timeout
- * SHORT_TIMEOUT) and `/idle` (a heartbeat that never acts within a test).
+ * SHORT_TIMEOUT) and `/idle` (a heartbeat that never acts within a test), and serves `GET /stats`
+ * on `server` (and `GET /metrics` where a test says so).
  */
+import type http from 'node:http';
+import { Counter, Registry } from 'prom-client';
+import request from 'supertest';
 import type { ClientOptions } from 'ws';
-import { TICK_MS, type Heartbeat, type HeartbeatStats, type LatencySummary, type TerminateReason } from '@ws-heartbeat/core';
-import type { TestClient } from '../../../test/helpers/clients';
-import { within } from '../../../test/helpers/harness';
-import { EPSILON, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { TICK_MS, type Heartbeat, type HeartbeatEngineOptions, type HeartbeatStats, type LatencySummary, type TerminateReason } from '@ws-heartbeat/core';
+import { openPeerMix, type PeerMix, type TestClient } from './clients';
+import { REGISTER_TS, childMessage, forkChild, within, type Teardown } from './harness';
+import { EPSILON, SLOP, ms, now, sleep, waitFor } from './time';
 
 export const SHORT_INTERVAL = ms(200);
 export const SHORT_TIMEOUT = ms(100);
 /** When a silent peer of `/short` is terminated, after its last frame. */
 export const DETECTION_BOUND = SHORT_INTERVAL + SHORT_TIMEOUT;
-/** The engine's load window (core's LOAD_WINDOW_MS): an overload is judged once per window. */
+/** The engine's load figures cover the latest second (core's load.ts, updated every half of it). */
 export const LOAD_WINDOW_MS = 1000;
 
 const REASONS: readonly TerminateReason[] = ['timeout', 'close-timeout', 'backpressure', 'shutdown'];
@@ -27,6 +33,8 @@ const ONE_TIMEOUT: Record<TerminateReason, number> = { ...NO_TERMINATIONS, timeo
 
 export interface ObservedApp {
   heartbeat: Heartbeat;
+  /** The app's HTTP server; where a check reads `GET /stats`, it answers with the engine's stats(). */
+  server: http.Server;
   /** `ws://127.0.0.1:<port><path>` */
   url(path: string): string;
   /** Opens a client that the suite closes after the test. */
@@ -141,6 +149,15 @@ export function expectStatsAfterTraffic(stats: HeartbeatStats, traffic: Traffic,
   expect(p50Ms).toBeLessThanOrEqual(p99Ms);
   expect(typeof stats.overloaded).toBe('boolean');
   expect(stats.overloadThreshold).toBe(overloadThreshold);
+}
+
+/** `GET /stats` after {@link driveTraffic}: JSON, every figure as {@link expectStatsAfterTraffic} says, and the engine's stats() as it is. */
+export async function expectStatsAnswer(app: ObservedApp, traffic: Traffic, overloadThreshold: number): Promise<void> {
+  const answer = await request(app.server).get('/stats');
+  expect(answer.status).toBe(200);
+  expect(answer.headers['content-type']).toMatch(/^application\/json/);
+  expectStatsAfterTraffic(answer.body as HeartbeatStats, traffic, overloadThreshold);
+  expect(answer.body).toEqual(JSON.parse(JSON.stringify(app.heartbeat.stats())) as unknown);
 }
 
 // ---- /metrics --------------------------------------------------------------------------------
@@ -281,6 +298,37 @@ export function expectMetricsAfterTraffic(text: string, stats: HeartbeatStats, t
   return exposition;
 }
 
+/** A registry that already holds a metric of the app's, `app_requests_total` at 3: {@link expectMetricsAnswer} expects it served with the engine's. */
+export function registryWithAppMetric(): Registry {
+  const registry = new Registry();
+  new Counter({ name: 'app_requests_total', help: 'Requests the app served.', registers: [registry] }).inc(3);
+  return registry;
+}
+
+/**
+ * `GET /metrics` after {@link driveTraffic}, served from `registry` (one of {@link registryWithAppMetric}):
+ * the registry's content type, every figure as {@link expectMetricsAfterTraffic} says (against
+ * `GET /stats`), and the app's own counter beside the engine's metrics.
+ */
+export async function expectMetricsAnswer(app: ObservedApp, traffic: Traffic, registry: Registry): Promise<void> {
+  const answer = await request(app.server).get('/metrics').buffer(true);
+  expect(answer.status).toBe(200);
+  expect(answer.headers['content-type']).toBe(registry.contentType);
+  expect(answer.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+  const stats = (await request(app.server).get('/stats')).body as HeartbeatStats;
+  const exposition = expectMetricsAfterTraffic(answer.text, stats, traffic);
+  expect(exposition.types.get('app_requests_total')).toBe('counter');
+  expect(valueOf(exposition, 'app_requests_total')).toBe(3);
+}
+
+/** The names of the engine's metrics that `registry` holds. */
+export function heartbeatMetricNames(registry: Registry): string[] {
+  return registry
+    .getMetricsAsArray()
+    .map((m) => m.name)
+    .filter((name) => name.startsWith('ws_heartbeat_'));
+}
+
 // ---- logs ------------------------------------------------------------------------------------
 
 /** One JSON line a pino logger wrote, parsed, with the time it was written. */
@@ -355,55 +403,45 @@ export function expectLogsAfterTraffic(lines: LogLine[], stats: HeartbeatStats, 
 
 // ---- overload ----------------------------------------------------------------------------------
 
-/** How long each block of {@link blockEventLoop} holds the event loop. */
+/** How long {@link blockEventLoop} holds the event loop. */
 export const BLOCK = ms(300);
-/** Between the two blocks: long enough for Node's event-loop delay monitor (10 ms resolution) to run. */
-const BETWEEN_BLOCKS = ms(30);
 
 /** Blocks this process's event loop for `duration` ms. */
-export function busyWait(duration: number): void {
+function busyWait(duration: number): void {
   const until = now() + duration;
   while (now() < until) {
     // Nothing: the point is that no callback runs meanwhile.
   }
 }
 
-/**
- * Blocks the event loop for BLOCK, twice, BETWEEN_BLOCKS apart. Twice because a stall that begins
- * within the monitor's resolution after the engine closed a load window is invisible to it: Node's
- * `histogram.reset()` forgets the monitor's previous timestamp, so its first delay after a reset
- * is never recorded. A window closes once a second, so at most one of the two blocks can be so lost.
- */
-export async function blockEventLoop(): Promise<{ firstEnd: number; lastEnd: number }> {
+/** Blocks the event loop for BLOCK; returns when the block ended. */
+export function blockEventLoop(): number {
   busyWait(BLOCK);
-  const firstEnd = now();
-  await sleep(BETWEEN_BLOCKS);
-  busyWait(BLOCK);
-  return { firstEnd, lastEnd: now() };
+  return now();
 }
 
 /**
- * With a connection tracked and `overloadThreshold` below BLOCK: the event loop is blocked (see
- * {@link blockEventLoop}); a warn line follows within a window or so, and `/stats` (read by `fetchStats` right
- * then) says `overloaded: true`; a window later, an info line says it ended.
+ * With `overloadThreshold` below BLOCK: a client on `/idle` is tracked, and the event loop is
+ * blocked once (see {@link blockEventLoop}); a warn line follows within a window, and `/stats`
+ * (read right then) says `overloaded: true`; a window later, an info line says it ended.
  */
-export async function expectOverloadLogged(
-  heartbeat: Heartbeat,
-  lines: LogLine[],
-  fetchStats: () => Promise<HeartbeatStats>,
-  threshold: number,
-): Promise<void> {
-  expect(heartbeat.size).toBeGreaterThanOrEqual(1);
+export async function expectOverloadLogged(app: ObservedApp, lines: LogLine[], threshold: number): Promise<void> {
+  const { heartbeat } = app;
+  expect(BLOCK).toBeGreaterThan(threshold);
+  await app.client(app.url('/idle'));
+  await waitFor(() => heartbeat.size >= 1, ms(2000), 'the connection to be tracked');
   // Start from a calm window, so the warn below is this block's.
   await waitFor(() => !heartbeat.stats().overloaded, ms(5000), 'a window without overload');
   const before = lines.length;
   const warnings = () => linesOf(lines.slice(before), 'ws-heartbeat: event loop overloaded');
   const endings = () => linesOf(lines.slice(before), 'ws-heartbeat: event loop no longer overloaded');
   expect(warnings()).toEqual([]);
+  // Node's delay monitor measures from its own first expiration, 10 ms after the engine started it.
+  await sleep(ms(50));
 
-  const { firstEnd, lastEnd } = await blockEventLoop();
+  const blockEnd = blockEventLoop();
   await waitFor(() => warnings().length > 0, LOAD_WINDOW_MS + ms(1000), 'the overload warning');
-  const stats = await fetchStats();
+  const stats = (await request(app.server).get('/stats')).body as HeartbeatStats;
   expect(stats.overloaded).toBe(true);
   expect(stats.overloadThreshold).toBe(threshold);
   const [warn] = warnings() as [LogLine];
@@ -411,9 +449,9 @@ export async function expectOverloadLogged(
   const worst = Math.max(warn.eventLoopDelayMs as number, warn.tickLateMs as number);
   expect(worst).toBeGreaterThan(threshold);
   expect(worst).toBeGreaterThanOrEqual(BLOCK / 2);
-  // Judged when a window that holds a block closes: after it, within a window of the last one.
-  expect(warn.at).toBeGreaterThanOrEqual(firstEnd);
-  expect(warn.at - lastEnd).toBeLessThanOrEqual(LOAD_WINDOW_MS + SLOP);
+  // Judged once the block is over: within a window of its end.
+  expect(warn.at).toBeGreaterThanOrEqual(blockEnd);
+  expect(warn.at - blockEnd).toBeLessThanOrEqual(LOAD_WINDOW_MS + SLOP);
 
   await waitFor(() => endings().length > 0, LOAD_WINDOW_MS + ms(2000), 'the end of the overload');
   const [ended] = endings() as [LogLine];
@@ -422,4 +460,89 @@ export async function expectOverloadLogged(
   expect(ended.at - warn.at).toBeGreaterThanOrEqual(LOAD_WINDOW_MS - SLOP);
   expect(warnings()).toHaveLength(1);
   expect(heartbeat.stats().overloaded).toBe(false);
+}
+
+// ---- a child process that exits by itself ------------------------------------------------------
+
+/** What an observability child fixture is told, as JSON in `argv[2]`: its peers and its heartbeat. */
+export interface ObservabilityChildConfig extends PeerMix {
+  interval: number;
+  timeout: number;
+  closeTimeout: number;
+}
+
+/** What an observability child fixture reports over IPC: the scrape before it closes, then what closing left; `Closed`: the adapter's own figures. */
+export type ObservabilityChildMessage<Closed = Record<never, never>> =
+  | { type: 'closing'; metricsStatus: number; metricsHaveTimeout: boolean; statsTimeouts: number }
+  | ({ type: 'closed'; closeMs: number; size: number; registeredMetrics: string[]; logLines: number } & Closed);
+
+/** The child's config (from `argv[2]`) and the engine options it runs with: its heartbeat, and a low `overloadThreshold`. */
+export function childConfig(): { config: ObservabilityChildConfig; heartbeat: HeartbeatEngineOptions } {
+  const config = JSON.parse(process.argv[2] ?? '') as ObservabilityChildConfig;
+  const { interval, timeout, closeTimeout } = config;
+  return { config, heartbeat: { interval, timeout, closeTimeout, overloadThreshold: 20 } };
+}
+
+/** Sends `message` to the parent over IPC (nothing when there is no parent). */
+export function tellParent<Closed>(message: ObservabilityChildMessage<Closed>): void {
+  process.send?.(message);
+}
+
+export interface ObservabilityScene {
+  heartbeat: Heartbeat;
+  /** Where the app listens on 127.0.0.1; it serves `GET /stats` and `GET /metrics`. */
+  port: number;
+  /** The WebSocket route the peers open. */
+  route: string;
+  config: ObservabilityChildConfig;
+}
+
+/**
+ * What an observability child does between listening and closing: opens the config's peers on
+ * `route`, waits until the silent ones are terminated (after interval + timeout; the others stay),
+ * scrapes `/metrics` and `/stats`, and tells the parent `{ type: 'closing', ... }`.
+ */
+export async function observabilityScene({ heartbeat, port, route, config }: ObservabilityScene): Promise<void> {
+  const base = `http://127.0.0.1:${port}`;
+  await openPeerMix(port, route, config, () => heartbeat.size);
+  const deadline = performance.now() + 10_000;
+  while (heartbeat.stats().terminations.timeout < config.silent) {
+    if (performance.now() > deadline) throw new Error('the silent peers were not terminated');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const metrics = await fetch(`${base}/metrics`);
+  const text = await metrics.text();
+  const stats = (await (await fetch(`${base}/stats`)).json()) as { terminations: { timeout: number } };
+  tellParent({
+    type: 'closing',
+    metricsStatus: metrics.status,
+    metricsHaveTimeout: text.includes(`ws_heartbeat_terminations_total{route="${route}",reason="timeout"} ${config.silent}`),
+    statsTimeouts: stats.terminations.timeout,
+  });
+}
+
+/** The close timeout of the child: its exit is due within this and a second of 'closing'. */
+const CHILD_CLOSE_TIMEOUT = ms(300);
+
+/**
+ * Forks the observability child `fixture` with 3 healthy and 2 silent peers on a 200/100 ms
+ * heartbeat (no ignoring peers: they never answer a ping, so they would be timed out too) and
+ * expects: the scrape before closing saw both timeouts; the process exits by itself, with code 0,
+ * within the close timeout and a second of 'closing'; and its 'closed' report says no connection
+ * is tracked, its registry is empty, lines were logged, and whatever else `closed` names.
+ */
+export async function expectChildExitsByItself(teardown: Teardown, fixture: string, closed: Record<string, unknown> = {}): Promise<void> {
+  const config: ObservabilityChildConfig = { healthy: 3, silent: 2, ignoring: 0, interval: ms(200), timeout: ms(100), closeTimeout: CHILD_CLOSE_TIMEOUT };
+  const child = forkChild<ObservabilityChildMessage>(teardown, fixture, [JSON.stringify(config)], ['--require', REGISTER_TS]);
+  const closing = await childMessage(child, 'closing', ms(20_000));
+  expect(closing.message).toEqual({ type: 'closing', metricsStatus: 200, metricsHaveTimeout: true, statsTimeouts: 2 });
+  const limit = CHILD_CLOSE_TIMEOUT + ms(1000);
+
+  await waitFor(() => child.exit !== null, limit + ms(2000), 'the child to exit by itself');
+
+  expect(child.exit).toMatchObject({ code: 0, signal: null });
+  expect(child.exit!.at - closing.at).toBeLessThanOrEqual(limit);
+  const report = (await childMessage(child, 'closed', ms(1000))).message;
+  expect(report).toMatchObject({ type: 'closed', size: 0, registeredMetrics: [], ...closed });
+  if (report.type === 'closed') expect(report.logLines).toBeGreaterThan(0);
 }

@@ -1,8 +1,8 @@
 /**
  * What the Express adapter lets an operator see: `statsHandler`, `metricsHandler` (Prometheus
  * text from a prom-client registry) and the engine's lines in a pino logger of the app's, each
- * after real traffic on 127.0.0.1 port 0 whose figures are known exactly (the checks are the
- * Fastify suite's, in packages/fastify/test/observability-checks.ts).
+ * after real traffic on 127.0.0.1 port 0 whose figures are known exactly (the checks are shared
+ * with the Fastify suite, in test/helpers/observability.ts).
  *
  * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
  */
@@ -15,11 +15,10 @@ import { pino } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import request from 'supertest';
 import type { ClientOptions } from 'ws';
-import type { HeartbeatStats } from '@ws-heartbeat/core';
 import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/express';
 import type { TestClient } from '../../../test/helpers/clients';
 import { NEVER, ms, waitFor } from '../../../test/helpers/time';
-import { REGISTER_TS, childMessage, forkChild, openClientFor, useTeardown } from '../../../test/helpers/harness';
+import { openClientFor, useTeardown } from '../../../test/helpers/harness';
 import {
   LOAD_WINDOW_MS,
   SHORT_INTERVAL,
@@ -27,17 +26,17 @@ import {
   blockEventLoop,
   captureLines,
   driveTraffic,
+  expectChildExitsByItself,
   expectLogsAfterTraffic,
-  expectMetricsAfterTraffic,
+  expectMetricsAnswer,
   expectOverloadLogged,
-  expectStatsAfterTraffic,
+  expectStatsAnswer,
+  heartbeatMetricNames,
   parseExposition,
+  registryWithAppMetric,
   valueOf,
-} from '../../fastify/test/observability-checks';
-import type { ObservabilityChildConfig, ObservabilityChildMessage } from './fixtures/observability-child';
-
-const FIXTURES = path.join(__dirname, 'fixtures');
-const CLOSE_TIMEOUT = ms(300);
+  type ObservedApp,
+} from '../../../test/helpers/observability';
 
 const teardown = useTeardown();
 
@@ -81,16 +80,8 @@ async function startApp(options: WebSocketRoutesOptions, registry?: Registry): P
   return { app, server, sockets, url: (p) => `ws://127.0.0.1:${port}${p}`, client: (url, o) => openClientFor(teardown, url, o) };
 }
 
-function observed(t: TestApp) {
-  return { heartbeat: t.sockets.heartbeat, url: t.url, client: t.client };
-}
-
-/** The names of the engine's metrics that `registry` holds. */
-function heartbeatMetricNames(registry: Registry): string[] {
-  return registry
-    .getMetricsAsArray()
-    .map((m) => m.name)
-    .filter((name) => name.startsWith('ws_heartbeat_'));
+function observed(t: TestApp): ObservedApp {
+  return { heartbeat: t.sockets.heartbeat, server: t.server, url: t.url, client: t.client };
 }
 
 /** A plain node:http server answering `GET /metrics` with `handler`; closed after the test. */
@@ -108,29 +99,14 @@ describe('@ws-heartbeat/express observability', () => {
   test('statsHandler answers every figure of the traffic exactly: routes, counters, rtt and detection summaries, tick, event loop, overload', async () => {
     const t = await startApp({ heartbeat: { overloadThreshold: 250 } });
     const traffic = await driveTraffic(observed(t));
-
-    const answer = await request(t.server).get('/stats');
-    expect(answer.status).toBe(200);
-    expect(answer.headers['content-type']).toMatch(/^application\/json/);
-    expectStatsAfterTraffic(answer.body as HeartbeatStats, traffic, 250);
-    expect(answer.body).toEqual(JSON.parse(JSON.stringify(t.sockets.heartbeat.stats())) as unknown);
+    await expectStatsAnswer(observed(t), traffic, 250);
   });
 
   test("metricsHandler on an Express route answers the registry's Prometheus text with its content type: every line parses, each figure is stats()'s, the app's own metrics are there too", async () => {
-    const registry = new Registry();
-    const requests = new Counter({ name: 'app_requests_total', help: 'Requests the app served.', registers: [registry] });
-    requests.inc(3);
+    const registry = registryWithAppMetric();
     const t = await startApp({}, registry);
     const traffic = await driveTraffic(observed(t));
-
-    const answer = await request(t.server).get('/metrics').buffer(true);
-    expect(answer.status).toBe(200);
-    expect(answer.headers['content-type']).toBe(registry.contentType);
-    expect(answer.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
-    const stats = (await request(t.server).get('/stats')).body as HeartbeatStats;
-    const exposition = expectMetricsAfterTraffic(answer.text, stats, traffic);
-    expect(exposition.types.get('app_requests_total')).toBe('counter');
-    expect(valueOf(exposition, 'app_requests_total')).toBe(3);
+    await expectMetricsAnswer(observed(t), traffic, registry);
   });
 
   test('metricsHandler serves plain node:http too; one registry is collected once (same handler), another gets its own; close() takes the metrics out of both', async () => {
@@ -253,7 +229,7 @@ describe('@ws-heartbeat/express observability', () => {
     const overloads: boolean[] = [];
     t.sockets.heartbeat.on('overload', (overloaded) => overloads.push(overloaded));
     await driveTraffic(observed(t));
-    await blockEventLoop();
+    blockEventLoop();
     await waitFor(() => overloads.length >= 2, 2 * LOAD_WINDOW_MS + ms(2000), 'an overload and its end');
 
     const stats = t.sockets.heartbeat.stats();
@@ -270,9 +246,7 @@ describe('@ws-heartbeat/express observability', () => {
     const threshold = ms(50);
     const { stream, lines } = captureLines();
     const t = await startApp({ heartbeat: { overloadThreshold: threshold }, logger: pino({ level: 'info' }, stream) });
-    await t.client(t.url('/idle'));
-    await waitFor(() => t.sockets.heartbeat.size === 1, ms(2000), 'the connection to be tracked');
-    await expectOverloadLogged(t.sockets.heartbeat, lines, async () => (await request(t.server).get('/stats')).body as HeartbeatStats, threshold);
+    await expectOverloadLogged(observed(t), lines, threshold);
   });
 
   test('invalid logger options are a TypeError naming the option', () => {
@@ -285,19 +259,6 @@ describe('@ws-heartbeat/express observability', () => {
   });
 
   test('a process with the logger, stats, metrics and overload monitor on exits by itself after sockets.close() and server.close(), and its registry is empty', async () => {
-    // No ignoring peers: they never answer a ping, so they would be timed out too.
-    const config: ObservabilityChildConfig = { healthy: 3, silent: 2, ignoring: 0, interval: ms(200), timeout: ms(100), closeTimeout: CLOSE_TIMEOUT };
-    const child = forkChild<ObservabilityChildMessage>(teardown, path.join(FIXTURES, 'observability-child.ts'), [JSON.stringify(config)], ['--require', REGISTER_TS]);
-    const closing = await childMessage(child, 'closing', ms(20_000));
-    expect(closing.message).toEqual({ type: 'closing', metricsStatus: 200, metricsHaveTimeout: true, statsTimeouts: 2 });
-    const limit = CLOSE_TIMEOUT + ms(1000);
-
-    await waitFor(() => child.exit !== null, limit + ms(2000), 'the child to exit by itself');
-
-    expect(child.exit).toMatchObject({ code: 0, signal: null });
-    expect(child.exit!.at - closing.at).toBeLessThanOrEqual(limit);
-    const closed = (await childMessage(child, 'closed', ms(1000))).message;
-    expect(closed).toMatchObject({ type: 'closed', size: 0, upgradeListeners: 0, registeredMetrics: [] });
-    if (closed.type === 'closed') expect(closed.logLines).toBeGreaterThan(0);
+    await expectChildExitsByItself(teardown, path.join(__dirname, 'fixtures/observability-child.ts'), { upgradeListeners: 0 });
   });
 });
