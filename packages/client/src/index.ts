@@ -459,6 +459,12 @@ export class HeartbeatClient {
       else this.#arm(this.#lastReceived + this.#pingInterval);
       return;
     }
+    // Timers may fire a little early by this clock: the verdict never comes before its time.
+    const due = Math.max(this.#probeSentAt + this.#pongTimeout, this.#lastReceived + this.#pingInterval + this.#pongTimeout);
+    if (now < due) {
+      this.#arm(due);
+      return;
+    }
     if (late && !this.#reprobed) {
       // This timer fired long after it was due: the tab was throttled or the machine slept, and the
       // answer may be waiting unread. Ask again, and give the server a full pongTimeout.

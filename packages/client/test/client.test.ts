@@ -128,7 +128,8 @@ describe('HeartbeatClient against the server engine', () => {
     const dead = events.find((e) => e.type === 'dead')!;
     expect((dead.event as ClientEventMap['dead']).reason).toBe('connection-lost');
     expect(dead.at - killed).toBeLessThanOrEqual(SLOP);
-    const attempts = events.filter((e) => e.type === 'reconnecting').map((e) => e.event as ClientEventMap['reconnecting']);
+    // More attempts may have come while this test looked: the first three are checked.
+    const attempts = events.filter((e) => e.type === 'reconnecting').map((e) => e.event as ClientEventMap['reconnecting']).slice(0, 3);
     expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
     // Full jitter: each delay lies in [0, min(maxDelay, minDelay × 2^(attempt-1))].
     attempts.forEach((a, i) => {
