@@ -7,10 +7,9 @@
  */
 import http from 'node:http';
 import type { Browser, Page } from 'playwright-core';
-import WebSocket from 'ws';
 import type { HeartbeatStats } from '@ws-heartbeat/core';
 import { launchChromium, screenshotPath } from './helpers/browser';
-import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, killDemos, startDemo, terminateDemo } from './helpers/demo';
+import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, demoClients, killDemos, startDemo, terminateDemo } from './helpers/demo';
 import { EPSILON, SLOP, ms, now, waitFor } from './helpers/time';
 
 /** A peer terminated by the engine is on the page by the next snapshot, and the page's own delay. */
@@ -61,17 +60,6 @@ function getStats(port: number): Promise<HeartbeatStats> {
   });
 }
 
-function connect(port: number, path: string, options?: WebSocket.ClientOptions): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, options);
-  clients.add(ws);
-  ws.on('close', () => clients.delete(ws));
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
-}
-
-const clients = new Set<WebSocket>();
 
 describe('the demo dashboard in Chromium', () => {
   let demo: Demo;
@@ -101,7 +89,7 @@ describe('the demo dashboard in Chromium', () => {
   });
 
   afterAll(async () => {
-    for (const ws of clients) ws.terminate();
+    for (const ws of demoClients) ws.terminate();
     await browser?.close();
     await killDemos();
   });
@@ -116,7 +104,7 @@ describe('the demo dashboard in Chromium', () => {
     );
 
     connectStart = now();
-    await Promise.all([connect(demo.port, '/ws/fast', { autoPong: false }), connect(demo.port, '/ws/fast', { autoPong: false })]);
+    await Promise.all([connectToDemo(demo.port, '/ws/fast', { autoPong: false }), connectToDemo(demo.port, '/ws/fast', { autoPong: false })]);
     opened = now();
 
     await waitFor(() => figures?.total === 7 && figures.fast === 7, SNAPSHOT_PERIOD_MS + PAGE_SLOP, 'the page to show 7 connections');
@@ -134,7 +122,7 @@ describe('the demo dashboard in Chromium', () => {
     expect(secondTimeoutShownAt).toBeLessThanOrEqual(latest);
     expect(figures).toMatchObject({ total: 5, fast: 5 });
     expect(figures?.terminations).toEqual({ timeout: 2, 'close-timeout': 0, backpressure: 0, shutdown: 0 });
-    await waitFor(() => clients.size === 0, ms(500), 'the silent peers to be disconnected');
+    await waitFor(() => demoClients.size === 0, ms(500), 'the silent peers to be disconnected');
   });
 
   test("two intervals later still shows 5 connections, and the page's own 5 WebSockets are OPEN", async () => {

@@ -7,22 +7,11 @@ import http from 'node:http';
 import net from 'node:net';
 import WebSocket from 'ws';
 import type { HeartbeatStats } from '@ws-heartbeat/core';
-import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, killDemos, startDemo, terminateDemo } from './helpers/demo';
+import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, demoClients, killDemos, startDemo, terminateDemo } from './helpers/demo';
 import { EPSILON, ms, now, waitFor } from './helpers/time';
 
-const clients = new Set<WebSocket>();
 const sockets = new Set<net.Socket>();
 const requests = new Set<http.ClientRequest>();
-
-function connect(port: number, path: string, options?: WebSocket.ClientOptions): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, options);
-  clients.add(ws);
-  ws.on('close', () => clients.delete(ws));
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
-}
 
 function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve) => ws.once('message', (data: Buffer, isBinary) => resolve({ data, isBinary })));
@@ -140,7 +129,7 @@ describe('examples/server.mjs', () => {
   });
 
   afterEach(() => {
-    for (const ws of clients) ws.terminate();
+    for (const ws of demoClients) ws.terminate();
     for (const socket of sockets) socket.destroy();
     for (const request of requests) request.destroy();
   });
@@ -174,7 +163,7 @@ describe('examples/server.mjs', () => {
   });
 
   test('GET /metrics is Prometheus text with the engine metrics labelled by route', async () => {
-    const fast = await connect(demo.port, '/ws/fast');
+    const fast = await connectToDemo(demo.port, '/ws/fast');
     const metrics = await get(demo.port, '/metrics');
     expect(metrics.status).toBe(200);
     expect(metrics.type).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -187,7 +176,7 @@ describe('examples/server.mjs', () => {
   });
 
   test('GET /events is an event stream: the history and route bounds on connect, then a stats snapshot every 500 ms', async () => {
-    const fast = await connect(demo.port, '/ws/fast');
+    const fast = await connectToDemo(demo.port, '/ws/fast');
     const stream = await openEvents(demo.port);
     expect(stream.status).toBe(200);
     expect(stream.type).toMatch(/^text\/event-stream/);
@@ -214,7 +203,7 @@ describe('examples/server.mjs', () => {
   });
 
   test.each(['/ws/echo', '/ws/fast'])('%s echoes text as text and binary as binary', async (path) => {
-    const ws = await connect(demo.port, path);
+    const ws = await connectToDemo(demo.port, path);
 
     const text = nextMessage(ws);
     ws.send('hello, ünïcode');
@@ -227,8 +216,8 @@ describe('examples/server.mjs', () => {
   });
 
   test('GET /stats is the engine stats as JSON, with both routes in it', async () => {
-    const echo = await connect(demo.port, '/ws/echo');
-    const fast = await connect(demo.port, '/ws/fast');
+    const echo = await connectToDemo(demo.port, '/ws/echo');
+    const fast = await connectToDemo(demo.port, '/ws/fast');
 
     const stats = await get(demo.port, '/stats');
     expect(stats.status).toBe(200);
@@ -243,9 +232,9 @@ describe('examples/server.mjs', () => {
   });
 
   test('/ws/fast terminates a peer that never answers pings within interval + timeout, and keeps a normal one', async () => {
-    const silent = await connect(demo.port, '/ws/fast', { autoPong: false });
+    const silent = await connectToDemo(demo.port, '/ws/fast', { autoPong: false });
     const opened = now();
-    const normal = await connect(demo.port, '/ws/fast');
+    const normal = await connectToDemo(demo.port, '/ws/fast');
     let silentPinged = 0;
     let normalPinged = 0;
     silent.on('ping', () => silentPinged++);
@@ -270,8 +259,8 @@ describe('examples/server.mjs', () => {
 
   test('SIGTERM closes every connection with 1001 and the process exits by itself with code 0', async () => {
     const own = await startDemo();
-    const echo = await connect(own.port, '/ws/echo');
-    const fast = await connect(own.port, '/ws/fast');
+    const echo = await connectToDemo(own.port, '/ws/echo');
+    const fast = await connectToDemo(own.port, '/ws/fast');
     await silentPeer(own.port, '/ws/fast');
     const echoClosed = closed(echo);
     const fastClosed = closed(fast);
@@ -289,7 +278,7 @@ describe('examples/server.mjs', () => {
     const own = await startDemo();
     const stream = await openEvents(own.port);
     await stream.next('stats');
-    const fast = await connect(own.port, '/ws/fast');
+    const fast = await connectToDemo(own.port, '/ws/fast');
 
     const signalled = now();
     const exit = await terminateDemo(own);

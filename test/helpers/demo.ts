@@ -6,6 +6,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 import { ms, waitFor } from './time';
 
 export const ROOT = join(__dirname, '..', '..');
@@ -87,4 +88,18 @@ export async function terminateDemo(demo: Demo): Promise<Exit | 'still running'>
 export async function killDemos(): Promise<void> {
   for (const child of children) child.kill('SIGKILL');
   await waitFor(() => children.size === 0, ms(5000), 'the demo processes to exit');
+}
+
+/** The `ws` clients of the demo that are still open (each leaves the set on its 'close'). */
+export const demoClients = new Set<WebSocket>();
+
+/** Opens a `ws` client to the demo's `path`; resolves once it is open. */
+export function connectToDemo(port: number, path: string, options?: WebSocket.ClientOptions): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, options);
+  demoClients.add(ws);
+  ws.on('close', () => demoClients.delete(ws));
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
 }
