@@ -1,14 +1,30 @@
 /**
  * Pieces shared by the adapter suites (packages/fastify/test, packages/express/test): child
- * processes with IPC, bounded waits, the per-test cleanup stack and the clients it ends, and the
- * per-route heartbeat check both adapters must pass.
+ * processes with IPC, bounded waits, the per-test cleanup stack and the clients it ends, http
+ * servers that start and stop, and the per-route heartbeat check both adapters must pass.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Server } from 'node:http';
 import path from 'node:path';
 import { WebSocket, type ClientOptions } from 'ws';
 import type { Heartbeat, TerminateReason } from '@ws-heartbeat/core';
 import { openClient, type TestClient } from './clients';
 import { ms, now, sleep, waitFor } from './time';
+
+/** Resolves once `server` listens; rejects with its 'error' (a port in use, say). */
+export function listening(server: Server): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+}
+
+/** Closes an http server that may still hold keep-alive connections; a closed one is left alone. */
+export async function closeServer(server: Server): Promise<void> {
+  if (!server.listening) return;
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
 
 /** Cleanup steps of the running test, run last-in first-out by the suite's afterEach. */
 export type Teardown = (() => unknown)[];

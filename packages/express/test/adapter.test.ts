@@ -23,14 +23,16 @@ import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/expr
 import { openClients, type TestClient } from '../../../test/helpers/clients';
 import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import {
-  HELD_CLIENTS,
-  openClientFor,
-  useTeardown,
-  REGISTER_TS,
   childMessage,
+  closeServer,
   expectRoutesKeepTheirOwnHeartbeat,
   firstMessage,
   forkChild,
+  HELD_CLIENTS,
+  listening,
+  openClientFor,
+  REGISTER_TS,
+  useTeardown,
   within,
 } from '../../../test/helpers/harness';
 import { requestUpgrade, type UpgradeResult } from '../../../test/helpers/upgrade';
@@ -69,13 +71,6 @@ interface StartOptions {
   beforeMount?: (server: http.Server) => void;
 }
 
-/** Closes an http server that may still hold keep-alive connections; a closed one is left alone. */
-async function closeServer(server: http.Server): Promise<void> {
-  if (!server.listening) return;
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
 /**
  * An Express application, WebSocket routes declared by `declare` (which may add HTTP routes to
  * the app too), listening on 127.0.0.1 port 0 with the routes mounted. Closed after the test
@@ -98,10 +93,7 @@ async function startApp(
     server.listen(0, '127.0.0.1');
   }
   teardown.push(() => closeServer(server));
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  await listening(server);
   beforeMount?.(server);
   const baseline = server.listenerCount('upgrade');
   const unmount = sockets.mount(server);

@@ -18,7 +18,7 @@ import type { ClientOptions } from 'ws';
 import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/express';
 import type { TestClient } from '../../../test/helpers/clients';
 import { NEVER, ms, waitFor } from '../../../test/helpers/time';
-import { openClientFor, useTeardown } from '../../../test/helpers/harness';
+import { closeServer, listening, openClientFor, useTeardown } from '../../../test/helpers/harness';
 import {
   LOAD_WINDOW_MS,
   SHORT_INTERVAL,
@@ -48,13 +48,6 @@ interface TestApp {
   client(url: string, options?: ClientOptions): Promise<TestClient>;
 }
 
-/** Closes an http server that may still hold keep-alive connections; a closed one is left alone. */
-async function closeServer(server: http.Server): Promise<void> {
-  if (!server.listening) return;
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
 /**
  * An Express application with the scenario's routes — `/short` (a heartbeat of 200/100 ms) and
  * `/idle` (one that never acts) — `GET /stats` from `statsHandler`, and `GET /metrics` from
@@ -70,10 +63,7 @@ async function startApp(options: WebSocketRoutesOptions, registry?: Registry): P
   if (registry) app.get('/metrics', sockets.metricsHandler(registry));
   const server = app.listen(0, '127.0.0.1');
   teardown.push(() => closeServer(server));
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  await listening(server);
   sockets.mount(server);
   teardown.push(() => sockets.close());
   const { port } = server.address() as AddressInfo;

@@ -17,7 +17,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import request from 'supertest';
 import { WebSocket, type ClientOptions, type RawData } from 'ws';
 import { WebSocketRoutes } from '@ws-heartbeat/express';
-import { useTeardown } from '../../../test/helpers/harness';
+import { closeServer, listening, useTeardown } from '../../../test/helpers/harness';
 import { ms, sleep, waitFor } from '../../../test/helpers/time';
 import { requestUpgrade } from '../../../test/helpers/upgrade';
 
@@ -96,15 +96,8 @@ async function startReportApp(): Promise<ReportApp> {
   });
 
   const server = app.listen(0, '127.0.0.1');
-  teardown.push(async () => {
-    if (!server.listening) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  teardown.push(() => closeServer(server));
+  await listening(server);
   sockets.mount(server);
   teardown.push(() => sockets.close());
   const { port } = server.address() as AddressInfo;
