@@ -148,6 +148,20 @@ export function collectMetrics(heartbeat: Heartbeat, registry: MetricsRegistry, 
   if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(prefix)) {
     throw new TypeError(`The "prefix" option must be a valid start of a Prometheus metric name: got ${String(prefix)}`);
   }
+  // A scrape reads every metric in one synchronous turn (prom-client calls each get() before it
+  // awaits any): they share one snapshot, so the figures agree and stats() runs once per scrape.
+  let snapshot: HeartbeatStats | undefined;
+  const forgetSnapshot = (): void => {
+    snapshot = undefined;
+  };
+  const currentStats = (): HeartbeatStats => {
+    if (snapshot === undefined) {
+      snapshot = heartbeat.stats();
+      // A promise, not queueMicrotask: fake clocks replace that one and would freeze the figures.
+      void Promise.resolve().then(forgetSnapshot);
+    }
+    return snapshot;
+  };
   const metrics = DEFINITIONS.map((definition): CollectedMetric => {
     const fullName = prefix + definition.name;
     if (registry.getSingleMetric(fullName) !== undefined) throw new Error(`A metric named ${fullName} is already registered`);
@@ -159,7 +173,7 @@ export function collectMetrics(heartbeat: Heartbeat, registry: MetricsRegistry, 
       aggregator: definition.type === 'gauge' ? 'max' : 'sum',
       async get() {
         const { name, help, type, aggregator } = this;
-        return { name, help, type, aggregator, values: definition.samples(heartbeat.stats(), fullName) };
+        return { name, help, type, aggregator, values: definition.samples(currentStats(), fullName) };
       },
       reset() {
         // The figures are the engine's; a registry reset cannot change them.

@@ -187,6 +187,14 @@ describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
     expect(value(all, 'ws_heartbeat_event_loop_delay_seconds', {})).toBeGreaterThanOrEqual(0);
     expect(value(all, 'ws_heartbeat_tick_lateness_seconds', {})).toBe(0);
 
+    // One snapshot per scrape, shared by every metric; the next scrape takes a fresh one.
+    const spy = jest.spyOn(hb, 'stats');
+    await registry.metrics();
+    expect(spy).toHaveBeenCalledTimes(1);
+    await registry.metrics();
+    expect(spy).toHaveBeenCalledTimes(2);
+    spy.mockRestore();
+
     // The same names cannot be registered twice; removed, they can.
     expect(() => collectMetrics(hb, registry)).toThrow('ws_heartbeat_connections is already registered');
     remove();
