@@ -285,8 +285,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly load: LoadMonitor;
 
   private closePromise: Promise<void> | undefined;
-  private shutdownCode: number = SHUTDOWN_CODE;
-  private shutdownReason = SHUTDOWN_REASON;
+  /** The close frame of the shutdown: set by `close()`. */
+  private shutdown = shutdownFrame();
   private resolveClose: (() => void) | undefined;
   private closed = false;
 
@@ -444,7 +444,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.emitSafely('connection', ws, profile.name);
 
     if (ws.readyState === WebSocket.CLOSING) this.markClosing(id);
-    else if (this.closing) ws.close(this.shutdownCode, this.shutdownReason);
+    else if (this.closing) ws.close(this.shutdown.code, this.shutdown.reason);
     this.wake();
   }
 
@@ -487,15 +487,13 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    */
   close(options: CloseOptions = {}): Promise<void> {
     if (this.closePromise) return this.closePromise;
-    const { code, reason } = shutdownFrame(options);
-    this.shutdownCode = code;
-    this.shutdownReason = reason;
+    this.shutdown = shutdownFrame(options);
     this.closePromise = new Promise((resolve) => {
       this.resolveClose = resolve;
     });
     for (let id = 0; id < this.sockets.length; id++) {
       const ws = this.sockets[id];
-      if (ws !== undefined && this.state[id] === OPEN) ws.close(this.shutdownCode, this.shutdownReason);
+      if (ws !== undefined && this.state[id] === OPEN) ws.close(this.shutdown.code, this.shutdown.reason);
     }
     if (this.count === 0) this.finishClose();
     return this.closePromise;
