@@ -371,7 +371,7 @@ export class HeartbeatClient {
       ws = new this.#options.WebSocket(this.url, this.#options.protocols);
     } catch (error) {
       this.#emit('error', { type: 'error', error });
-      this.#lost(1006, '', false, undefined);
+      this.#lost(1006, '', false);
       return;
     }
     if (this.#options.binaryType !== undefined) ws.binaryType = this.#options.binaryType;
@@ -382,7 +382,7 @@ export class HeartbeatClient {
       if (this.#ws === ws) this.#emit('error', { type: 'error', error });
     };
     ws.onclose = (event) => {
-      if (this.#ws === ws) this.#lost(event.code, event.reason, event.wasClean, undefined);
+      if (this.#ws === ws) this.#lost(event.code, event.reason, event.wasClean);
     };
   }
 
@@ -454,13 +454,14 @@ export class HeartbeatClient {
   #check(): void {
     const now = performance.now();
     const late = now - this.#timerDue > Math.min(LATE_TIMER_MS, this.#pongTimeout / 2);
+    // Timers may fire a little early by this clock: neither the heartbeat nor the verdict comes
+    // before its time (so the verdict is never before pingInterval + pongTimeout of silence).
     if (this.#probeSentAt === 0) {
-      if (now - this.#lastReceived >= this.#pingInterval - 1) this.#probe(now);
+      if (now - this.#lastReceived >= this.#pingInterval) this.#probe(now);
       else this.#arm(this.#lastReceived + this.#pingInterval);
       return;
     }
-    // Timers may fire a little early by this clock: the verdict never comes before its time.
-    const due = Math.max(this.#probeSentAt + this.#pongTimeout, this.#lastReceived + this.#pingInterval + this.#pongTimeout);
+    const due = this.#probeSentAt + this.#pongTimeout;
     if (now < due) {
       this.#arm(due);
       return;
@@ -493,25 +494,28 @@ export class HeartbeatClient {
     ws.onerror = ignore; // a late error of the abandoned socket must not surface
     if (typeof ws.terminate === 'function') ws.terminate();
     else ws.close(4000, 'heartbeat timeout');
-    this.#lost(1006, 'heartbeat timeout', false, reason);
+    this.#lost(1006, 'heartbeat timeout', false, true);
   }
 
-  /** A connection ended: report it, then reconnect unless the client is done. */
-  #lost(code: number, reason: string, wasClean: boolean, dead: DeadReason | undefined): void {
+  /**
+   * A connection ended: report it, then reconnect unless the client is done. `deadReported`: the
+   * heartbeat already declared the server dead.
+   */
+  #lost(code: number, reason: string, wasClean: boolean, deadReported = false): void {
     this.#clearTimer();
     const now = performance.now();
+    const { reconnect } = this.#options;
     const wasOpen = this.#state === OPEN;
-    if (wasOpen && now - this.#openedAt >= (this.#options.reconnect ? this.#options.reconnect.resetAfter : Infinity)) this.#attempt = 0;
+    if (reconnect && wasOpen && now - this.#openedAt >= reconnect.resetAfter) this.#attempt = 0;
     this.#ws = undefined;
     this.#probeSentAt = 0;
-    const reconnect = this.#options.reconnect;
     const final = this.#closedByUser || !reconnect || this.#attempt >= reconnect.maxRetries;
-    if (wasOpen && dead === undefined && !wasClean && !this.#closedByUser) {
+    if (wasOpen && !deadReported && !wasClean && !this.#closedByUser) {
       this.#emit('dead', { type: 'dead', reason: 'connection-lost', silentMs: now - this.#lastReceived });
     }
     this.#state = final ? CLOSED : CONNECTING;
     this.#emit('close', { type: 'close', code, reason, wasClean, final });
-    if (final || !reconnect || this.#closedByUser) return;
+    if (final || !reconnect) return;
     this.#attempt += 1;
     const hint = retryHint(code, reason);
     const delay = hint !== undefined ? Math.random() * hint : backoffDelay(this.#attempt, reconnect);
