@@ -30,6 +30,14 @@ export function sleep(n: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, n));
 }
 
+/** Blocks this process's event loop for `duration` ms, as a long synchronous job or GC pause would. */
+export function busyWait(duration: number): void {
+  const end = now() + duration;
+  while (now() < end) {
+    // Nothing: the point is that no callback runs meanwhile.
+  }
+}
+
 /** Monotonic milliseconds, the clock every bound in the tests is measured with. */
 export function now(): number {
   return performance.now();

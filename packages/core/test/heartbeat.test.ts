@@ -13,7 +13,7 @@ import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Heartbeat, TICK_MS, shutdownFrame, type HeartbeatOptions, type HeartbeatStats, type OverloadInfo } from '@ws-heartbeat/core';
 import { OPCODE, TestBed, closePayload, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
-import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { EPSILON, NEVER, SLOP, busyWait, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
 
 const INTERVAL = ms(200);
@@ -34,14 +34,6 @@ afterEach(async () => {
   await killChildren();
   await bed.closeAll();
 });
-
-/** Blocks the event loop for `duration` ms, as a long synchronous job or GC pause would. */
-function busyWait(duration: number): void {
-  const end = now() + duration;
-  while (now() < end) {
-    // spin
-  }
-}
 
 // ---- child processes -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
 import { Heartbeat, TICK_MS, collectMetrics, type HeartbeatLogger, type TerminateInfo, type TerminateReason } from '@ws-heartbeat/core';
+import { parseExposition, valueOf } from '../../../test/helpers/prometheus';
 
 /** What the engine uses of a server-side `ws`: readyState, ping(), terminate(), close() and events. */
 class FakeConnection extends EventEmitter {
@@ -55,31 +56,6 @@ async function settle(): Promise<void> {
 async function advance(ms: number): Promise<void> {
   await jest.advanceTimersByTimeAsync(ms);
   await settle();
-}
-
-interface PromSample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Parses the sample lines of a Prometheus text exposition. */
-function samples(text: string): PromSample[] {
-  const result: PromSample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) throw new Error(`not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
-    result.push({ name: match[1]!, labels, value: Number(match[3] === '+Inf' ? Infinity : match[3]) });
-  }
-  return result;
-}
-
-function value(all: PromSample[], name: string, labels: Record<string, string>): number | undefined {
-  return all.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)
-    ?.value;
 }
 
 describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
@@ -167,25 +143,25 @@ describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
   test('the Prometheus export carries the same figures, per route, in seconds', async () => {
     const registry = new Registry();
     const remove = collectMetrics(hb, registry);
-    const all = samples(await registry.metrics());
+    const all = parseExposition(await registry.metrics());
     const fast = { route: 'fast' };
-    expect(value(all, 'ws_heartbeat_connections', fast)).toBe(1);
-    expect(value(all, 'ws_heartbeat_pings_total', fast)).toBe(4);
-    expect(value(all, 'ws_heartbeat_pongs_total', fast)).toBe(3);
-    expect(value(all, 'ws_heartbeat_terminations_total', { route: 'fast', reason: 'timeout' })).toBe(1);
-    expect(value(all, 'ws_heartbeat_terminations_total', { route: 'fast', reason: 'shutdown' })).toBe(0);
-    expect(value(all, 'ws_heartbeat_rtt_seconds_count', fast)).toBe(3);
-    expect(value(all, 'ws_heartbeat_rtt_seconds_sum', fast)).toBeCloseTo((3 * RTT) / 1000, 12);
-    expect(value(all, 'ws_heartbeat_rtt_seconds_bucket', { route: 'fast', le: '0.01' })).toBe(0);
-    expect(value(all, 'ws_heartbeat_rtt_seconds_bucket', { route: 'fast', le: '0.025' })).toBe(3);
-    expect(value(all, 'ws_heartbeat_rtt_seconds_bucket', { route: 'fast', le: '+Inf' })).toBe(3);
-    expect(value(all, 'ws_heartbeat_detection_seconds_count', fast)).toBe(1);
-    expect(value(all, 'ws_heartbeat_detection_seconds_sum', fast)).toBe(DETECTED / 1000);
-    expect(value(all, 'ws_heartbeat_detection_seconds_bucket', { route: 'fast', le: '1' })).toBe(0);
-    expect(value(all, 'ws_heartbeat_detection_seconds_bucket', { route: 'fast', le: '2.5' })).toBe(1);
-    expect(value(all, 'ws_heartbeat_overloaded', {})).toBe(0);
-    expect(value(all, 'ws_heartbeat_event_loop_delay_seconds', {})).toBeGreaterThanOrEqual(0);
-    expect(value(all, 'ws_heartbeat_tick_lateness_seconds', {})).toBe(0);
+    expect(valueOf(all, 'ws_heartbeat_connections', fast)).toBe(1);
+    expect(valueOf(all, 'ws_heartbeat_pings_total', fast)).toBe(4);
+    expect(valueOf(all, 'ws_heartbeat_pongs_total', fast)).toBe(3);
+    expect(valueOf(all, 'ws_heartbeat_terminations_total', { route: 'fast', reason: 'timeout' })).toBe(1);
+    expect(valueOf(all, 'ws_heartbeat_terminations_total', { route: 'fast', reason: 'shutdown' })).toBe(0);
+    expect(valueOf(all, 'ws_heartbeat_rtt_seconds_count', fast)).toBe(3);
+    expect(valueOf(all, 'ws_heartbeat_rtt_seconds_sum', fast)).toBeCloseTo((3 * RTT) / 1000, 12);
+    expect(valueOf(all, 'ws_heartbeat_rtt_seconds_bucket', { route: 'fast', le: '0.01' })).toBe(0);
+    expect(valueOf(all, 'ws_heartbeat_rtt_seconds_bucket', { route: 'fast', le: '0.025' })).toBe(3);
+    expect(valueOf(all, 'ws_heartbeat_rtt_seconds_bucket', { route: 'fast', le: '+Inf' })).toBe(3);
+    expect(valueOf(all, 'ws_heartbeat_detection_seconds_count', fast)).toBe(1);
+    expect(valueOf(all, 'ws_heartbeat_detection_seconds_sum', fast)).toBe(DETECTED / 1000);
+    expect(valueOf(all, 'ws_heartbeat_detection_seconds_bucket', { route: 'fast', le: '1' })).toBe(0);
+    expect(valueOf(all, 'ws_heartbeat_detection_seconds_bucket', { route: 'fast', le: '2.5' })).toBe(1);
+    expect(valueOf(all, 'ws_heartbeat_overloaded', {})).toBe(0);
+    expect(valueOf(all, 'ws_heartbeat_event_loop_delay_seconds', {})).toBeGreaterThanOrEqual(0);
+    expect(valueOf(all, 'ws_heartbeat_tick_lateness_seconds', {})).toBe(0);
 
     // One snapshot per scrape, shared by every metric; the next scrape takes a fresh one.
     const spy = jest.spyOn(hb, 'stats');
