@@ -759,17 +759,22 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
 
   /** Arms the one timer for the next tick that holds a connection, aligned to the tick boundary. */
   private wake(): void {
-    let at = this.wheel.nextTickTime(performance.now());
+    const now = performance.now();
+    let at = this.wheel.nextTickTime(now);
     // While connections are tracked, the load figures are updated on time (they may warn of overload).
     if (this.count > 0) at = Math.min(at, this.load.halfEnd);
     if (at === Infinity) {
       this.clearTimer();
       return;
     }
-    if (this.tickTimer !== undefined && this.tickTimerAt <= at) return;
+    // A time already past (a tick or a load half that fell due while nothing was tracked and no
+    // timer ran) means "at once": the tick's lateness counts from now, not from a moment at which
+    // no timer was armed, or the first connection after an idle spell would read as an overload.
+    const due = Math.max(at, now);
+    if (this.tickTimer !== undefined && this.tickTimerAt <= due) return;
     this.clearTimer();
-    this.tickTimerAt = at;
-    this.tickTimer = setTimeout(this.onTick, Math.max(1, Math.ceil(at - performance.now())));
+    this.tickTimerAt = due;
+    this.tickTimer = setTimeout(this.onTick, Math.max(1, Math.ceil(due - now)));
     this.tickTimer.unref();
   }
 

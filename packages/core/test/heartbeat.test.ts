@@ -636,6 +636,38 @@ describe('Heartbeat on real sockets', () => {
     expect(srv.terminations).toEqual([]);
   });
 
+  test('no false overload after an idle spell: the first connection after 3 s with none raises nothing, twice; a real 300 ms block still does', async () => {
+    const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
+    const events: Array<{ overloaded: boolean; info: OverloadInfo }> = [];
+    hb.on('overload', (overloaded, info) => events.push({ overloaded, info }));
+    const srv = await bed.server({ heartbeat: hb });
+
+    // Twice: after the engine's creation, and after its only connection closed.
+    for (let spell = 0; spell < 2; spell++) {
+      await sleep(3000); // the loop is idle; no connection is tracked
+      const client = await bed.client(srv.url());
+      await srv.waitForConnections(1);
+      // Long enough for the engine's timer to run and two load figures to be taken.
+      await sleep(1200);
+      expect(events).toEqual([]);
+      const stats = hb.stats();
+      expect(stats.overloaded).toBe(false);
+      expect(stats.tick.maxLateMs).toBeLessThan(stats.overloadThreshold);
+      client.ws.close();
+      await client.closed;
+      await waitFor(() => hb.size === 0, ms(1000), 'the connection to be forgotten');
+    }
+
+    // The alarm still works: a connection, then a real block of the loop.
+    await bed.client(srv.url());
+    await waitFor(() => hb.size === 1, ms(1000), 'the connection to be tracked');
+    await sleep(50);
+    busyWait(300);
+    await waitFor(() => events.length >= 1, ms(2500), 'an overload event');
+    expect(events[0]!.overloaded).toBe(true);
+    expect(Math.max(events[0]!.info.eventLoopDelayMs, events[0]!.info.tickLateMs)).toBeGreaterThanOrEqual(250);
+  });
+
   test('close({ retryWithin }) sends 1012 with the retry hint, also to a connection tracked during close(); invalid hints throw before anything closes', async () => {
     const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
     const srv = await bed.server({ heartbeat: hb });
