@@ -8,9 +8,14 @@ import WebSocket from 'ws';
 import { io } from 'socket.io-client';
 import { NPM_PING } from './contenders.mjs';
 import { nowMs, serve, sleep } from './lib.mjs';
+import { recordBlocks, remember } from './trace.mjs';
 
 const require = createRequire(import.meta.url);
-const { url, client, healthy, silent, batch, interval, timeout } = JSON.parse(process.argv[2]);
+const { url, client, healthy, silent, batch, interval, timeout, trace } = JSON.parse(process.argv[2]);
+
+// --trace: when each healthy peer received its pings (by its port), and this process's event-loop
+// blocks from the start, while it opens its connections too (trace.mjs).
+const traced = trace ? { peers: {}, blocks: recordBlocks() } : undefined;
 
 const silentPeers = new Map(); // id → { socket, lastFrameAt }
 let healthyCloses = 0;
@@ -43,6 +48,11 @@ function open(kind, id) {
     }
     ws.once('message', () => {
       ws.send('hello');
+      if (traced && kind === 'h') {
+        const pings = (traced.peers[ws._socket.localPort] = { pings: [] }).pings;
+        // ws has written its pong when it emits 'ping'.
+        ws.on('ping', () => remember(pings, nowMs()));
+      }
       resolve(ws._socket);
     });
     ws.once('error', reject);
@@ -100,6 +110,11 @@ serve({
   },
   lastFrames: () => ({ lastFrameAt: Object.fromEntries([...silentPeers].map(([id, peer]) => [id, peer.lastFrameAt])) }),
   closes: () => ({ healthyCloses, lagMaxMs: lag.max / 1e6 }),
+  // The records of the given peers only: the whole map would be a megabyte per process.
+  trace: ({ ports }) => ({
+    peers: Object.fromEntries(ports.filter((port) => traced?.peers[port]).map((port) => [port, traced.peers[port]])),
+    blocks: traced?.blocks ?? [],
+  }),
   exit: () => {
     shuttingDown = true;
     setImmediate(() => process.exit(0));

@@ -131,7 +131,10 @@ export const contenders = {
       const heartbeat = new Heartbeat({ interval, timeout });
       wss.on('connection', (ws, req) => heartbeat.track(ws, { socket: req.socket }));
       // For the harness's close reasons: why the engine ended a connection.
-      heartbeat.on('terminate', (ws, reason) => (ws.endedBy = `ws-heartbeat ${reason}`));
+      heartbeat.on('terminate', (ws, reason, route, info) => {
+        ws.endedBy = `ws-heartbeat ${reason}`;
+        ws.endedInfo = info;
+      });
       wss.on('close', () => heartbeat.close());
     },
   },

@@ -21,23 +21,54 @@ function detectionCell(run) {
   return `${fmt(min, 0)} / ${fmt(median, 0)} / ${fmt(max, 0)}${missed > 0 ? ` (${missed} never)` : ''}`;
 }
 
+/** A count of closed healthy peers with their reasons: `0`, or `379 (ws-heartbeat timeout: 379)`. */
+function closesCell(count, reasons = {}) {
+  if (!count) return '0';
+  const why = Object.entries(reasons)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([reason, n]) => `${reason}: ${fmt(n, 0)}`);
+  return `**${fmt(count, 0)}** (${why.join(', ')})`;
+}
+
+/** A load process's event loop stalled longer than the timeout: its peers could not answer in time. */
+function loadStalled(r) {
+  return Math.max(r.loadLagMaxMs ?? 0, r.openLagMaxMs ?? 0) > r.timeout;
+}
+
+/**
+ * One line per run: what went wrong in it, or that nothing did. The benchmark prints these last,
+ * and a figure is only as good as its line.
+ */
+export function renderSummary({ runs }) {
+  return runs.map((r) => {
+    const detection = r.detectionMs ? `detection ${fmt(r.detectionMs.min, 1)} to ${fmt(r.detectionMs.max, 1)} ms (bound ${r.boundMs}, ${r.detected} of ${r.silentPeers} detected)` : 'no detection';
+    return `${r.contender} N=${r.connections}: healthy peers closed outside the stall ${closesCell(r.unexpectedCloses, r.unexpectedCloseReasons).replace(/\*/g, '')}; false terminations in the stall ${r.falseTerminations}; ${detection}; load processes' worst delay ${fmt(r.loadLagMaxMs, 0)} ms (opening ${fmt(r.openLagMaxMs, 0)} ms)${loadStalled(r) ? ', LONGER THAN THE TIMEOUT: the load generator, not the contender, may have failed its peers' : ''}`;
+  });
+}
+
 /** One Markdown table per N: every contender's figures. */
 export function renderTable({ runs }) {
   const lines = [];
   for (const n of [...new Set(runs.map((r) => r.connections))]) {
     lines.push(`#### N = ${n.toLocaleString('en-US')} connections`, '');
-    lines.push('| contender | probe RTT p50 / p99 / max (ms) | heartbeat CPU per interval (ms) | heap per connection above `none` (bytes) | detection min / median / max (ms) | promised bound (ms) | worst ÷ bound | false terminations |');
-    lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+    lines.push('| contender | probe RTT p50 / p99 / max (ms) | heartbeat CPU per interval (ms) | heap per connection above `none` (bytes) | detection min / median / max (ms) | promised bound (ms) | worst ÷ bound | false terminations | healthy peers closed outside the stall |');
+    lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const r of runs.filter((run) => run.connections === n)) {
       const name = r.contender === OURS ? `**${OURS}**` : r.contender;
       const lost = r.probeLost > 0 ? ` (${r.probeLost} lost)` : '';
       lines.push(
-        `| ${name} | ${fmt(r.probeRttP50Ms)} / ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)}${lost} | ${fmt(r.cpuMsPerInterval)} | ${fmt(r.heapBytesPerConnection, 0)} | ${detectionCell(r)} | ${r.boundMs ?? '–'} | ${r.detectionRatio ? fmt(r.detectionRatio.max, 3) : '–'} | ${r.falseTerminations} |`,
+        `| ${name} | ${fmt(r.probeRttP50Ms)} / ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)}${lost} | ${fmt(r.cpuMsPerInterval)} | ${fmt(r.heapBytesPerConnection, 0)} | ${detectionCell(r)} | ${r.boundMs ?? '–'} | ${r.detectionRatio ? fmt(r.detectionRatio.max, 3) : '–'} | ${r.falseTerminations} | ${closesCell(r.unexpectedCloses, r.unexpectedCloseReasons)} |`,
       );
     }
     const here = runs.filter((run) => run.connections === n && run.loadLagMaxMs !== undefined);
     if (here.length > 0) {
-      lines.push('', `Load processes' worst event-loop delay: ${here.map((r) => `${r.contender} ${fmt(r.loadLagMaxMs, 0)} ms`).join(', ')}.`);
+      const lag = (r) => `${r.contender} ${fmt(r.loadLagMaxMs, 0)} ms${r.openLagMaxMs !== undefined ? ` (${fmt(r.openLagMaxMs, 0)} ms while opening)` : ''}`;
+      lines.push('', `Load processes' worst event-loop delay: ${here.map(lag).join(', ')}.`);
+      const stalled = here.filter(loadStalled);
+      if (stalled.length > 0) {
+        lines.push('', `**The load generator stalled longer than the timeout** for ${stalled.map((r) => r.contender).join(', ')}: healthy peers there may have missed a heartbeat through no fault of the contender.`);
+      }
     }
     lines.push('');
   }
@@ -84,6 +115,11 @@ export function renderTargets({ runs }) {
   const inside = ours.detectionRatio ? ours.detected === ours.silentPeers && ours.detectionRatio.max <= 1 : false;
   add('100% of silent peers detected inside our bound', `${ours.detected} of ${ours.silentPeers}, worst ${ours.detectionRatio ? fmt(ours.detectionRatio.max, 3) : '–'} × bound`, inside);
   add('zero false terminations', String(ours.falseTerminations), ours.falseTerminations === 0);
+  add('zero healthy peers closed outside the stall', closesCell(ours.unexpectedCloses, ours.unexpectedCloseReasons), !ours.unexpectedCloses);
+  if (ours.detectionMs && ours.boundMs) {
+    const floor = ours.boundMs - 5; // interval + timeout: never earlier
+    add('no silent peer detected before `interval + timeout`', `earliest ${fmt(ours.detectionMs.min, 1)} ms vs ${floor} ms`, ours.detectionMs.min >= floor - 1);
+  }
   return [`At N = ${n.toLocaleString('en-US')}:`, '', '| target | measured | |', '| --- | --- | --- |', ...rows].join('\n');
 }
 
@@ -107,7 +143,8 @@ npx -y pnpm@10 bench -- --full   # N = 1,000, 5,000, 10,000, 19,000 → bench/re
 
 Options: \`--connections 1000,5000\`, \`--contenders none,ws-readme,ws-heartbeat\`, \`--interval\`
 and \`--timeout\` (ms), \`--window\` and \`--cpu-window\` (intervals measured for the probe and for
-CPU), \`--per-process\` and \`--batch\` (the load), \`--out\` and \`--markdown\` (where results go).
+CPU), \`--per-process\` and \`--batch\` (the load), \`--out\` and \`--markdown\` (where results go),
+\`--trace\` (instrumentation; see below).
 \`BENCH_SERVER_FLAGS="--cpu-prof"\` passes Node flags to the server processes.
 \`node bench/report.mjs\` rewrites this file from \`bench/results/latest.json\`.
 
@@ -139,6 +176,10 @@ more than 30 intervals: ${settings.cpuIntervals} for CPU, ${settings.windowInter
 - **Detection**: 5% of the peers go silent (stop reading and writing, as a hung process would) at
   known times spread over one interval; the time from each one's last frame to the server's
   \`close\` event, min / median / max, and the worst divided by the contender's own promised bound.
+- **Healthy peers closed outside the stall**: every healthy peer the server closed before the
+  stall phase (while connections opened, settled, were measured and while the silent peers were
+  detected), with the reason the server gave. Every contender promises zero; a figure in a row
+  with such closes was taken with fewer live peers than it says.
 - **False terminations**: healthy peers closed after the server busy-waits for
   ${fmt(settings.stallMs, 0)} ms (3 × (I + T)), starting in the event-loop turn right after a
   heartbeat frame went out, while the answers are in flight.
@@ -146,7 +187,11 @@ more than 30 intervals: ${settings.cpuIntervals} for CPU, ${settings.windowInter
   ${settings.perProcess.toLocaleString('en-US')} connections each (the open-file limit is 20,000 per process).
   Each connection carries one message each way when it opens, as real connections do. A load
   process that stalls longer than the timeout would make its healthy peers look dead, so each
-  reports its worst event-loop delay, printed under each table.
+  reports its worst event-loop delay, while it opened its connections and after, printed under
+  each table (and flagged there when it exceeds the timeout).
+- \`--trace\` (not used for the tables) records, for every healthy peer that was closed, when the
+  server wrote its last ping, when the peer received it, and the event-loop blocks of every
+  process, and prints who was late.
 
 ## Machine
 

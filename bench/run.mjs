@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { contenders } from './contenders.mjs';
 import { nowMs, ready, request, round, sleep, spread } from './lib.mjs';
-import { renderMarkdown, renderTable } from './report.mjs';
+import { renderMarkdown, renderSummary, renderTable } from './report.mjs';
+import { joinTrace } from './trace.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -34,11 +35,17 @@ const { values: args } = parseArgs({
     'cpu-window': { type: 'string', default: '10' },
     out: { type: 'string' },
     markdown: { type: 'string' },
-    // A load process must answer pings in time: at 10,000 connections and batches of 500 its
-    // event loop stalled for ~950 ms (GC, handshakes), longer than the timeout, so that healthy
-    // peers looked dead. 5,000 and 100 keep it under ~350 ms.
+    // A load process must answer pings in time, also while it still opens connections: the
+    // answers of those already open wait for each batch's handshakes. At 10,000 connections and
+    // batches of 500 its event loop stalled for ~950 ms. With batches of 100 it still stalled for
+    // 300-640 ms at N = 19,000 (four load processes beside the server on two cores), longer than
+    // the timeout in some runs: those runs lost healthy peers to the load generator, not to the
+    // contender (--trace showed each one's ping received 300+ ms after it was written). Batches of
+    // 20 keep it near 100 ms, for about two more seconds of opening.
     'per-process': { type: 'string', default: '5000' },
-    batch: { type: 'string', default: '100' },
+    batch: { type: 'string', default: '20' },
+    // Instrumentation (trace.mjs): who was late for every healthy peer that was closed.
+    trace: { type: 'boolean', default: false },
   },
 });
 
@@ -81,7 +88,7 @@ async function runOne(name, connections) {
   try {
     // BENCH_SERVER_FLAGS adds Node flags to the server process, e.g. "--cpu-prof" to profile it.
     const flags = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean);
-    const server = start('server.mjs', { contender: name, interval, timeout }, ['--expose-gc', ...flags]);
+    const server = start('server.mjs', { contender: name, interval, timeout, trace: args.trace }, ['--expose-gc', ...flags]);
     children.push(server);
     const { port, heapBytes: heapBefore } = await ready(server, `${name} server`);
     const url = `${contender.client === 'socket.io' ? 'http' : 'ws'}://127.0.0.1:${port}`;
@@ -94,13 +101,13 @@ async function runOne(name, connections) {
       const share = Math.floor(connections / processes) + (p < connections % processes ? 1 : 0);
       const silent = [];
       for (let id = p; id < silentCount; id += processes) silent.push(String(id));
-      loads.push(start('clients.mjs', { url, client: contender.client, healthy: share - silent.length, silent, batch, interval, timeout }));
+      loads.push(start('clients.mjs', { url, client: contender.client, healthy: share - silent.length, silent, batch, interval, timeout, trace: args.trace }));
     }
     children.push(...loads);
     const opened = await Promise.all(loads.map((load, i) => ready(load, `load ${i}`)));
     const failed = opened.reduce((sum, o) => sum + o.failed, 0);
     if (failed > 0) throw new Error(`${failed} of ${connections} connections failed to open`);
-    log(`${name} N=${connections}: ${connections} connections open; load processes' event-loop delay max ${opened.map((o) => o.lagMaxMs.toFixed(0)).join(', ')} ms`);
+    log(`${name} N=${connections}: ${connections} connections open; load processes' event-loop delay while opening max ${opened.map((o) => o.lagMaxMs.toFixed(0)).join(', ')} ms`);
 
     // Settle: every connection has had its first heartbeat rounds.
     await sleep(2 * (interval + timeout));
@@ -159,6 +166,14 @@ async function runOne(name, connections) {
 
     // False terminations: a busy-wait of 3 × (I + T) while heartbeat answers are in flight.
     const before = await request(server, 'closes');
+    // Every healthy peer closed so far was closed outside the stall phase: none should have been.
+    let trace;
+    if (args.trace) {
+      const serverTrace = await request(server, 'trace');
+      const ports = serverTrace.closed.map((closed) => closed.port);
+      trace = joinTrace(serverTrace, await Promise.all(loads.map((load) => request(load, 'trace', { ports }))));
+      if (trace.closed.length > 0) log(`${name} N=${connections}: trace of ${trace.closed.length} healthy peers closed: ${JSON.stringify(trace.closed.slice(0, 5))}`);
+    }
     const stall = await request(server, 'stall', { ms: 3 * (interval + timeout), fallbackMs: 2 * interval }, 60_000);
     await sleep(2 * (interval + timeout) + 500);
     const after = await request(server, 'closes');
@@ -194,6 +209,8 @@ async function runOne(name, connections) {
       unexpectedCloseReasons: before.healthyCloseReasons,
       healthyClosesSeenByClients: loadCloses.reduce((sum, c) => sum + c.healthyCloses, 0),
       loadLagMaxMs: round(loadLagMaxMs, 0),
+      openLagMaxMs: round(Math.max(...opened.map((o) => o.lagMaxMs)), 0),
+      ...(trace ? { trace } : {}),
     };
   } finally {
     await Promise.all(children.map(stop));
@@ -257,3 +274,5 @@ if (markdown) {
   log(`wrote ${relative(process.cwd(), markdown)}`);
 }
 console.log(renderTable(results));
+// Last, so that it is what a reader sees: what went wrong in each run.
+console.log(['Summary:', ...renderSummary(results).map((line) => `- ${line}`)].join('\n'));

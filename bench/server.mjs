@@ -11,9 +11,14 @@ import http from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
 import { contenders } from './contenders.mjs';
 import { nowMs, serve } from './lib.mjs';
+import { recordBlocks, remember } from './trace.mjs';
 
-const { contender: name, interval, timeout } = JSON.parse(process.argv[2]);
+const { contender: name, interval, timeout, trace } = JSON.parse(process.argv[2]);
 const contender = contenders[name];
+
+// --trace: when each ping was written, per connection; what happened to each closed healthy peer;
+// the event-loop blocks (trace.mjs).
+const traced = trace ? { closed: [], blocks: recordBlocks() } : undefined;
 
 const silentClosedAt = {};
 let healthyCloses = 0;
@@ -31,7 +36,9 @@ function heartbeatSent() {
 const ping = WebSocket.prototype.ping;
 WebSocket.prototype.ping = function (...args) {
   heartbeatSent();
-  return ping.apply(this, args);
+  const result = ping.apply(this, args);
+  if (traced) remember((this.pingsWritten ??= []), nowMs());
+  return result;
 };
 
 function busyWait(ms) {
@@ -45,11 +52,12 @@ function peer(query) {
 }
 
 /** reason: the close code (ws) or the disconnect reason (socket.io) the server saw. */
-function onPeerClosed({ kind, id }, reason) {
+function onPeerClosed({ kind, id, port }, reason, ws) {
   if (kind === 's') silentClosedAt[id] = nowMs();
   else if (kind === 'h') {
     healthyCloses += 1;
     healthyCloseReasons[reason] = (healthyCloseReasons[reason] ?? 0) + 1;
+    if (traced) traced.closed.push({ port, reason, at: nowMs(), silentMs: ws?.endedInfo?.silentMs ?? null, pingsWritten: ws?.pingsWritten ?? [] });
   }
 }
 
@@ -67,10 +75,10 @@ if (contender.client === 'socket.io') {
 } else {
   wss = new WebSocketServer({ server });
   wss.on('connection', (ws, req) => {
-    const who = peer(req.url.slice(req.url.indexOf('?') + 1));
+    const who = { ...peer(req.url.slice(req.url.indexOf('?') + 1)), port: req.socket.remotePort };
     ws.on('error', () => {});
     if (who.kind === 'p') ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
-    ws.on('close', (code) => onPeerClosed(who, ws.endedBy ?? (code === 1006 ? '1006 (no close frame)' : String(code))));
+    ws.on('close', (code) => onPeerClosed(who, ws.endedBy ?? (code === 1006 ? '1006 (no close frame)' : String(code)), ws));
     ws.send('welcome');
   });
 }
@@ -91,6 +99,7 @@ serve({
     return { ms: (user + system) / 1000, userMs: user / 1000, at: nowMs() };
   },
   closes: () => ({ silentClosedAt, healthyCloses, healthyCloseReasons: { ...healthyCloseReasons } }),
+  trace: () => traced ?? { closed: [], blocks: [] },
   stall: ({ ms, fallbackMs }) =>
     new Promise((resolve) => {
       let fallback;

@@ -32,6 +32,8 @@ interface Run {
   boundMs: number | null;
   falseTerminations: number;
   stallTrigger: string;
+  unexpectedCloses: number;
+  unexpectedCloseReasons: Record<string, number>;
 }
 
 describe('bench/run.mjs', () => {
@@ -78,6 +80,12 @@ describe('bench/run.mjs', () => {
     }
     // The floor is the floor: its own figures above itself are zero, and it detects nothing.
     expect(run('none')).toMatchObject({ cpuMsPerInterval: 0, heapBytesPerConnection: 0, detectionMs: null, boundMs: null, detected: 0 });
+  });
+
+  it('ours closed no healthy peer outside the stall phase (the count is also in the table and the summary line)', () => {
+    const ours = run('ws-heartbeat');
+    expect({ closes: ours.unexpectedCloses, reasons: ours.unexpectedCloseReasons }).toEqual({ closes: 0, reasons: {} });
+    expect(output).toMatch(/^- ws-heartbeat N=200: healthy peers closed outside the stall 0;/m);
   });
 
   it('times every silent peer from its last frame to the server closing it', () => {
