@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
+import { SendBacklog } from './backlog';
 import { fail, rethrow } from './errors';
 import { DETECTION_BOUNDS_MS, LatencyHistogram, RTT_BOUNDS_MS, type LatencySummary } from './histogram';
 import { LoadMonitor, type EventLoopDelay } from './load';
@@ -36,7 +37,10 @@ export interface TerminateInfo {
   remoteAddress: string | undefined;
   /** Milliseconds since the connection was tracked. */
   ageMs: number;
-  /** Milliseconds since the last frame from the peer (or since it was tracked, if it sent none). */
+  /**
+   * Milliseconds since the peer's last sign of life: bytes read from it, or our queue to it moving
+   * (since it was tracked, if it showed none).
+   */
   silentMs: number;
 }
 
@@ -184,9 +188,17 @@ const kId = Symbol('ws-heartbeat.id');
 
 type Tagged<T> = T & { [kId]?: number };
 
-/** traits bits. */
+/** traits bits: what the event paths need of the route and the connection, without a lookup. */
 const IDLE_ONLY = 1;
 const APP_HEARTBEAT = 2;
+/** The raw socket's reads are watched: every chunk is a sign of life, frames need no store of their own. */
+const READS_WATCHED = 4;
+
+/** flags bits. */
+/** A ping is out, and no pong has answered it yet (the pong that does gives the round trip). */
+const PING_OUT = 1;
+/** The connection looked dead; its verdict waits until pending input has been read. */
+const SUSPECTED = 2;
 
 const FREE = 0;
 const OPEN = 1;
@@ -203,6 +215,8 @@ const SHUTDOWN_REASON = 'Server shutting down';
 const RESTART_CODE = 1012;
 /** How often a route with `maxBufferedAmount` re-reads its connections' queues, at most. */
 const BUFFER_CHECK_MS = 1_000;
+/** How often, at most, a connection with bytes queued to it is looked at for progress of that queue. */
+const PROGRESS_CHECK_MS = 250;
 /** How much earlier than its due time a new connection's first ping may go, at most, to keep ticks even. */
 const FIRST_PING_SPREAD_MS = 2_500;
 
@@ -211,12 +225,20 @@ function firstPingSpread(options: ResolvedOptions): number {
   return Math.min(options.interval / 4, FIRST_PING_SPREAD_MS);
 }
 /**
- * When a connection pinged at `sentAt`, whose last frame came at `lastSeen`, is judged: `timeout`
- * after the ping was due, or after it was sent if that was later (a ping sent late, after a stall,
- * still gets its full timeout).
+ * While bytes are queued to a peer, how often its queue is looked at: a quarter of the timeout, at
+ * most {@link PROGRESS_CHECK_MS}, never less than a tick. Queue progress is seen this late at most,
+ * which is all it adds to the bound of a peer that vanishes in the middle of a download.
  */
-function verdictDue(sentAt: number, lastSeen: number, options: ResolvedOptions): number {
-  return Math.max(sentAt, lastSeen + options.interval) + options.timeout;
+export function progressCheck(options: ResolvedOptions): number {
+  return Math.max(TICK_MS, Math.min(options.timeout / 4, PROGRESS_CHECK_MS));
+}
+/**
+ * When a connection pinged at `pingAt`, whose last sign of life came at `lastSeen`, is judged:
+ * `timeout` after the ping was due, or after it was sent if that was later (a ping sent late, after
+ * a stall, still gets its full timeout).
+ */
+function verdictDue(pingAt: number, lastSeen: number, options: ResolvedOptions): number {
+  return Math.max(pingAt, lastSeen + options.interval) + options.timeout;
 }
 const TEXT = { binary: false } as const;
 
@@ -261,15 +283,20 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private sockets: (WebSocket | undefined)[] = [];
   private rawSockets: (Duplex | undefined)[] = [];
   private state = new Uint8Array(0);
-  /** IDLE_ONLY and APP_HEARTBEAT bits: what the frame path needs of the route, without a lookup. */
+  /** IDLE_ONLY, APP_HEARTBEAT and READS_WATCHED bits. */
   private traits = new Uint8Array(0);
+  /** PING_OUT and SUSPECTED bits. */
+  private flags = new Uint8Array(0);
   private profileOf = new Uint16Array(0);
+  /** The peer's last sign of life: a chunk read from it, a frame, or our queue to it moving. */
   private lastSeen = new Float64Array(0);
   private trackedAt = new Float64Array(0);
-  /** OPEN: when the outstanding ping was sent (0: none is out). CLOSING: when CLOSING began. */
-  private since = new Float64Array(0);
+  /** When the latest ping was written (0: never pinged). */
+  private pingAt = new Float64Array(0);
+  /** When the connection entered CLOSING. */
+  private closingAt = new Float64Array(0);
   private latestRtt = new Float32Array(0);
-  private suspected = new Uint8Array(0);
+  private readonly backlog = new SendBacklog();
   private readonly freeIds: number[] = [];
   private count = 0;
 
@@ -295,8 +322,9 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly wsEmit: (this: Tagged<WebSocket>, event: string | symbol, ...args: unknown[]) => boolean;
   private readonly wsClose: (this: Tagged<WebSocket>, code?: number, reason?: string | Buffer) => void;
   private readonly socketEmit: (this: Tagged<Duplex>, event: string | symbol, ...args: unknown[]) => boolean;
-  /** For a socket that already has an `emit` of its own: a listener instead. */
+  /** For a socket that already has an `emit` of its own: listeners instead. */
   private readonly socketOnEnd: (this: Tagged<Duplex>) => void;
+  private readonly socketOnData: (this: Tagged<Duplex>) => void;
 
   constructor(options: HeartbeatEngineOptions = {}) {
     super();
@@ -317,18 +345,19 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     if (logger !== false) logEvents(this, logger);
 
     const engine = this;
-    // Every event of a tracked connection passes here first: frames prove life (one store),
-    // pongs end a ping, 'close' forgets the connection, and an 'error' nobody listens to is
-    // dropped instead of thrown (`ws` closes the connection after emitting it).
+    // Every event of a tracked connection passes here first: frames prove life (one store, unless
+    // the raw socket's reads already did), pongs end a ping, 'close' forgets the connection, and
+    // an 'error' nobody listens to is dropped instead of thrown (`ws` closes the connection after
+    // emitting it).
     this.wsEmit = function wsEmit(event, data, isBinary) {
       const id = this[kId]!;
       switch (event) {
         case 'message':
           if ((engine.traits[id]! & APP_HEARTBEAT) !== 0 && engine.answerAppHeartbeat(this, id, data as RawData, isBinary === true)) return true;
-          if ((engine.traits[id]! & IDLE_ONLY) !== 0) engine.lastSeen[id] = performance.now();
+          if ((engine.traits[id]! & READS_WATCHED) === 0) engine.lastSeen[id] = performance.now();
           break;
         case 'ping':
-          if ((engine.traits[id]! & IDLE_ONLY) !== 0) engine.lastSeen[id] = performance.now();
+          if ((engine.traits[id]! & READS_WATCHED) === 0) engine.lastSeen[id] = performance.now();
           break;
         case 'pong':
           engine.onPong(this, id);
@@ -346,25 +375,33 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       engine.markClosing(this[kId]!);
       Object.getPrototypeOf(this).close.call(this, code, reason);
     };
+    // Every chunk read from the peer is a sign of life, a frame complete or not (one large frame
+    // can take seconds to arrive, and the peer's pong waits behind it): one store per read.
     // The peer sent FIN: `ws` is now CLOSING and may never finish if data is queued to a peer
     // that stopped reading. The close timeout starts here.
     this.socketEmit = function socketEmit(event) {
-      if (event === 'end') engine.markClosing(this[kId]!);
+      if (event === 'data') engine.lastSeen[this[kId]!] = performance.now();
+      else if (event === 'end') engine.markClosing(this[kId]!);
       return Reflect.apply(Object.getPrototypeOf(this).emit, this, arguments) as boolean;
     };
     this.socketOnEnd = function socketOnEnd() {
       engine.markClosing(this[kId]!);
+    };
+    this.socketOnData = function socketOnData() {
+      engine.lastSeen[this[kId]!] = performance.now();
     };
   }
 
   /**
    * Defines the options of a named route (overrides over the constructor's options), or
    * redefines them for the connections tracked from now on. Returns the resolved options.
-   * The route `'default'` always exists and has the constructor's options.
+   * The route `'default'` always exists and has the constructor's options. `defaults` replace
+   * the engine's own defaults for this route where neither `overrides` nor the constructor's
+   * options say otherwise (the router scales `maxBufferedAmount` with a route's `maxPayload`).
    */
-  route(name: string, overrides: HeartbeatOptions = {}): ResolvedOptions {
+  route(name: string, overrides: HeartbeatOptions = {}, defaults: HeartbeatOptions = {}): ResolvedOptions {
     if (typeof name !== 'string' || name === '') throw new TypeError(`A route name must be a non-empty string: got ${String(name)}`);
-    const options = resolveOptions(overrides, this.baseOptions);
+    const options = resolveOptions(overrides, this.baseOptions, defaults);
     const previous = this.profileByName.get(name);
     if (this.profiles.length >= 0xffff) throw new RangeError('Too many route definitions');
     const counters = previous === undefined ? new RouteCounters() : this.profiles[previous]!.counters;
@@ -419,18 +456,25 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.state[id] = OPEN;
     this.lastSeen[id] = now;
     this.trackedAt[id] = now;
-    this.since[id] = 0;
+    this.pingAt[id] = 0;
+    this.closingAt[id] = 0;
+    this.flags[id] = 0;
     this.latestRtt[id] = NaN;
-    this.traits[id] = (options.idleOnly ? IDLE_ONLY : 0) | (options.appHeartbeat ? APP_HEARTBEAT : 0);
+    this.backlog.reset(id);
+    const socket = info.socket ?? socketOf(ws);
+    this.traits[id] = (options.idleOnly ? IDLE_ONLY : 0) | (options.appHeartbeat ? APP_HEARTBEAT : 0) | (socket ? READS_WATCHED : 0);
     tagged[kId] = id;
 
     ws.emit = this.wsEmit;
     ws.close = this.wsClose;
-    const socket = info.socket ?? socketOf(ws);
     if (socket) {
       (socket as Tagged<Duplex>)[kId] = id;
-      if (Object.hasOwn(socket, 'emit')) socket.on('end', this.socketOnEnd);
-      else socket.emit = this.socketEmit;
+      if (Object.hasOwn(socket, 'emit')) {
+        socket.on('data', this.socketOnData);
+        socket.on('end', this.socketOnEnd);
+      } else {
+        socket.emit = this.socketEmit;
+      }
       this.rawSockets[id] = socket;
     }
 
@@ -527,24 +571,25 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     };
     this.state = copy(this.state, new Uint8Array(capacity));
     this.traits = copy(this.traits, new Uint8Array(capacity));
+    this.flags = copy(this.flags, new Uint8Array(capacity));
     this.profileOf = copy(this.profileOf, new Uint16Array(capacity));
     this.lastSeen = copy(this.lastSeen, new Float64Array(capacity));
     this.trackedAt = copy(this.trackedAt, new Float64Array(capacity));
-    this.since = copy(this.since, new Float64Array(capacity));
+    this.pingAt = copy(this.pingAt, new Float64Array(capacity));
+    this.closingAt = copy(this.closingAt, new Float64Array(capacity));
     this.latestRtt = copy(this.latestRtt, new Float32Array(capacity));
-    this.suspected = copy(this.suspected, new Uint8Array(capacity));
+    this.backlog.ensureCapacity(capacity);
     this.wheel.ensureCapacity(capacity);
   }
 
   private onPong(ws: Tagged<WebSocket>, id: number): void {
     const now = performance.now();
     this.lastSeen[id] = now;
-    const sentAt = this.since[id]!;
     // Unsolicited (no ping out), or CLOSING: proof of life, but no round trip to measure.
-    if (sentAt === 0 || this.state[id] !== OPEN) return;
+    if ((this.flags[id]! & PING_OUT) === 0 || this.state[id] !== OPEN) return;
+    this.flags[id]! &= ~PING_OUT;
     // Stored as a float32 (7 significant digits): the event and rtt(ws) report the same value.
-    const rtt = Math.fround(now - sentAt);
-    this.since[id] = 0;
+    const rtt = Math.fround(now - this.pingAt[id]!);
     this.latestRtt[id] = rtt;
     const { counters, name } = this.profiles[this.profileOf[id]!]!;
     counters.pongsReceived += 1;
@@ -584,7 +629,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     addressOf(this.rawSockets[id]);
     const now = performance.now();
     this.state[id] = CLOSING;
-    this.since[id] = now;
+    this.closingAt[id] = now;
     this.wheel.schedule(id, now + this.profiles[this.profileOf[id]!]!.options.closeTimeout);
     this.wake();
   }
@@ -593,6 +638,12 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    * Decides what a due connection needs and returns when to look at it again (`Infinity`: not
    * in the wheel any more). With `final` false, a connection that looks dead becomes a suspect
    * whose verdict waits until pending input has been read; with `final` true it is ended.
+   *
+   * In order: CLOSING for `closeTimeout` → ended; more than `maxBufferedAmount` queued to the peer
+   * → ended (`backpressure`); our queue to the peer moved since the last look → a sign of life
+   * now; a sign of life after the latest ping answers it; a ping still unanswered `timeout` after
+   * it was due (or sent, if later) → ended (`timeout`); otherwise a ping once one is due: an
+   * interval after the last sign of life (`idleOnly`), or after the previous ping.
    */
   private readonly check = (id: number, now: number, final = false): number => {
     const ws = this.sockets[id]!;
@@ -600,10 +651,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     if (this.state[id] === OPEN && ws.readyState !== WebSocket.OPEN) {
       // CLOSING without a call we could see; start the close timeout from here.
       this.state[id] = CLOSING;
-      this.since[id] = now;
+      this.closingAt[id] = now;
     }
     if (this.state[id] === CLOSING) {
-      const deadline = this.since[id]! + options.closeTimeout;
+      const deadline = this.closingAt[id]! + options.closeTimeout;
       if (now < deadline) return deadline;
       return this.judge(id, final, this.closing ? 'shutdown' : 'close-timeout');
     }
@@ -611,42 +662,49 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       this.terminate(id, 'backpressure');
       return Infinity;
     }
+    const socket = this.rawSockets[id];
+    // The peer's kernel took some of what we queued to it: alive, even if its answer to our ping
+    // still waits behind megabytes we sent before the ping. When it moved is only known to be
+    // since the last look, so it counts as now: never earlier than it happened.
+    if (socket !== undefined && this.backlog.moved(id, socket) && now > this.lastSeen[id]!) this.lastSeen[id] = now;
     const lastSeen = this.lastSeen[id]!;
-    let sentAt = this.since[id]!;
-    if (sentAt > 0 && lastSeen >= sentAt) {
-      sentAt = 0; // any frame after the ping answers it
-      this.since[id] = 0;
+    let pinged = (this.flags[id]! & PING_OUT) !== 0;
+    if (pinged && lastSeen >= this.pingAt[id]!) {
+      pinged = false; // any sign of life after the ping answers it
+      this.flags[id]! &= ~PING_OUT;
     }
     // While a ping is out, the connection is looked at again at least once per interval (not only
     // at its deadline), so that when a timeout longer than the interval is configured, an answer
-    // is noticed in time to send the next ping on schedule. Frames themselves stay one store.
+    // is noticed in time to send the next ping on schedule. Reads themselves stay one store.
     let next: number;
-    if (sentAt > 0) {
-      const deadline = verdictDue(sentAt, lastSeen, options);
+    if (pinged) {
+      const deadline = verdictDue(this.pingAt[id]!, lastSeen, options);
       if (now >= deadline) return this.judge(id, final, 'timeout');
       next = Math.min(deadline, now + options.interval);
-    } else if (
-      now >= lastSeen + options.interval - TICK_MS ||
-      // A connection that has sent nothing since it was tracked, at the check its first ping was
-      // spread to (see track()).
-      (lastSeen === this.trackedAt[id] && now >= lastSeen + options.interval - TICK_MS - firstPingSpread(options))
-    ) {
-      // Pinged in the tick that ends at or after t0 + interval: the verdict then falls due at
-      // exactly t0 + interval + timeout.
-      this.ping(id, ws, now);
-      next = Math.min(verdictDue(now, lastSeen, options), now + options.interval);
     } else {
-      next = lastSeen + options.interval - TICK_MS;
+      const trackedAt = this.trackedAt[id]!;
+      const anchor = (this.traits[id]! & IDLE_ONLY) !== 0 ? lastSeen : Math.max(this.pingAt[id]!, trackedAt);
+      const due = anchor + options.interval - TICK_MS;
+      // A connection that showed nothing since it was tracked (and was never pinged) may get its
+      // first ping in the check it was spread to (see track()).
+      if (now >= due || (anchor === trackedAt && now >= due - firstPingSpread(options))) {
+        // Pinged in the tick that ends at or after the due time: the verdict then falls due at
+        // exactly t0 + interval + timeout.
+        next = Math.min(verdictDue(this.ping(id, ws), lastSeen, options), now + options.interval);
+      } else {
+        next = due;
+      }
     }
     if (options.maxBufferedAmount !== false) next = Math.min(next, now + Math.min(options.interval, BUFFER_CHECK_MS));
+    if (this.backlog.queued(id)) next = Math.min(next, now + progressCheck(options));
     return next;
   };
 
   private judge(id: number, final: boolean, reason: TerminateReason): number {
     if (final) {
       this.terminate(id, reason);
-    } else if (this.suspected[id] === 0) {
-      this.suspected[id] = 1;
+    } else if ((this.flags[id]! & SUSPECTED) === 0) {
+      this.flags[id]! |= SUSPECTED;
       this.suspects.push(id);
       if (!this.judgeScheduled) {
         this.judgeScheduled = true;
@@ -671,8 +729,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.judgeScheduled = false;
     const now = performance.now();
     for (const id of this.judging) {
-      if (this.suspected[id] === 0) continue; // closed meanwhile
-      this.suspected[id] = 0;
+      if ((this.flags[id]! & SUSPECTED) === 0) continue; // closed meanwhile
+      this.flags[id]! &= ~SUSPECTED;
       const next = this.check(id, now, true);
       if (next !== Infinity) this.wheel.schedule(id, next);
     }
@@ -684,8 +742,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.wake();
   };
 
-  private ping(id: number, ws: WebSocket, now: number): void {
-    this.since[id] = now;
+  /** Pings a connection; returns when the ping was written. */
+  private ping(id: number, ws: WebSocket): number {
     const profile = this.profiles[this.profileOf[id]!]!;
     profile.counters.pingsSent += 1;
     try {
@@ -693,7 +751,14 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     } catch {
       // Only thrown for a socket that is not open; the next check sees its state.
     }
+    // The timeout runs from the write, not from the start of the tick: in a tick that pings many
+    // connections (after a stall, or with slow 'ping' listeners) the last pings leave later, and
+    // each gets its whole timeout.
+    const at = performance.now();
+    this.pingAt[id] = at;
+    this.flags[id]! |= PING_OUT;
     if (this.listenerCount('ping') !== 0) this.emitSafely('ping', ws, profile.name);
+    return at;
   }
 
   private terminate(id: number, reason: TerminateReason): void {
@@ -723,20 +788,24 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       // `ws` runs a close timer of its own (the router gives it the route's closeTimeout). When
       // that timer, not ours, destroyed the socket, the connection still ended by its close timeout.
       const { closeTimeout } = this.profiles[this.profileOf[id]!]!.options;
-      if (performance.now() - this.since[id]! >= closeTimeout - 1) {
+      if (performance.now() - this.closingAt[id]! >= closeTimeout - 1) {
         this.countTermination(id, this.closing ? 'shutdown' : 'close-timeout', addressOf(this.rawSockets[id]));
       }
     }
     this.wheel.cancel(id);
-    this.suspected[id] = 0;
+    this.flags[id] = 0;
     // Give the connection its own methods back.
     Reflect.deleteProperty(ws, 'close');
     Reflect.deleteProperty(ws, 'emit');
     ws[kId] = -1;
     const socket = this.rawSockets[id] as Tagged<Duplex> | undefined;
     if (socket) {
-      if (socket.emit === this.socketEmit) Reflect.deleteProperty(socket, 'emit');
-      else socket.removeListener('end', this.socketOnEnd);
+      if (socket.emit === this.socketEmit) {
+        Reflect.deleteProperty(socket, 'emit');
+      } else {
+        socket.removeListener('data', this.socketOnData);
+        socket.removeListener('end', this.socketOnEnd);
+      }
       socket[kId] = -1;
     }
     this.sockets[id] = undefined;

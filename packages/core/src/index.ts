@@ -16,7 +16,7 @@ export type {
 } from './heartbeat';
 export { DEFAULTS, TICK_MS } from './options';
 export type { AppHeartbeatOptions, HeartbeatOptions, ResolvedOptions } from './options';
-export { UpgradeRouter } from './upgrade';
+export { DEFAULT_MAX_PAYLOAD, UpgradeRouter } from './upgrade';
 export type {
   Authenticate,
   ConnectionHandler,

@@ -60,9 +60,11 @@ export interface HeartbeatOptions {
    */
   appHeartbeat?: boolean | AppHeartbeatOptions;
   /**
-   * Terminate a peer that stops reading once more than this many bytes are queued to it
-   * (reason `'backpressure'`). `false` turns the check off.
-   * @default false
+   * The most bytes the server holds for one peer: once more than this is queued to it (it reads
+   * slower than the application sends), it is terminated (reason `'backpressure'`). The queue is
+   * re-read at least every `interval` or every second, whichever is shorter. `false` turns the
+   * limit off (a slow reader can then make the server buffer without bound).
+   * @default 67_108_864 (64 MiB); on a router route, twice the route's `maxPayload` if that is more
    */
   maxBufferedAmount?: number | false;
 }
@@ -83,7 +85,9 @@ export const DEFAULTS = {
   closeTimeout: 5_000,
   idleOnly: true,
   appHeartbeat: false,
-  maxBufferedAmount: false,
+  // Room for a burst of tens of MiB to a peer that reads slowly but steadily, and a bound on what
+  // one peer can make the server hold (ws's default has none).
+  maxBufferedAmount: 64 * 1024 * 1024,
 } as const satisfies Required<HeartbeatOptions>;
 
 const KNOWN = new Set<string>(Object.keys(DEFAULTS));
@@ -124,14 +128,16 @@ function appHeartbeat(value: unknown, interval: number, timeout: number): Resolv
 }
 
 /**
- * Merges `options` over `base` once and checks every value, including the rules that involve
- * several options. Throws a `TypeError` that names the option and the value.
+ * Merges `options` over `base` over `defaults` (the defaults of one route, over {@link DEFAULTS})
+ * once and checks every value, including the rules that involve several options. Throws a
+ * `TypeError` that names the option and the value.
  */
-export function resolveOptions(options: HeartbeatOptions = {}, base: HeartbeatOptions = DEFAULTS): ResolvedOptions {
+export function resolveOptions(options: HeartbeatOptions = {}, base: HeartbeatOptions = DEFAULTS, defaults: HeartbeatOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) fail('options', 'an object', options);
   checkKeys(options, KNOWN, 'heartbeat');
   checkKeys(base, KNOWN, 'heartbeat');
-  const merged = { ...DEFAULTS, ...base, ...options };
+  checkKeys(defaults, KNOWN, 'heartbeat');
+  const merged = { ...DEFAULTS, ...defaults, ...base, ...options };
   const interval = duration('interval', merged.interval);
   const timeout = duration('timeout', merged.timeout);
   const closeTimeout = duration('closeTimeout', merged.closeTimeout);

@@ -6,7 +6,7 @@ import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
 import { checkKeys, describe, fail, rethrow } from './errors';
 import { Heartbeat, shutdownFrame, type CloseOptions, type HeartbeatEngineOptions } from './heartbeat';
 import { abortHandshake, socketOnError } from './http';
-import type { HeartbeatOptions } from './options';
+import { DEFAULTS as HEARTBEAT_DEFAULTS, type HeartbeatOptions } from './options';
 import { compilePath, splitPath, type PathMatcher, type PathParams } from './path';
 
 /**
@@ -81,8 +81,9 @@ export interface RouteOptions {
   heartbeat?: HeartbeatOptions;
   /**
    * `ws` server options for this route (`maxPayload`, `perMessageDeflate`, `handleProtocols`, ...).
-   * The close timeout comes from `heartbeat.closeTimeout`.
-   * @default `ws`'s defaults, with `clientTracking: false`
+   * The close timeout comes from `heartbeat.closeTimeout`. A message larger than `maxPayload`
+   * closes its connection with 1009 before it is buffered.
+   * @default `ws`'s defaults, with `clientTracking: false` and `maxPayload` 1 MiB (1_048_576) instead of 100 MiB
    */
   ws?: RouteWsOptions;
   /**
@@ -110,6 +111,13 @@ const DEFAULTS = {
   maxConnectionsPerClient: Infinity,
   authTimeout: 10_000,
 } as const;
+
+/**
+ * The largest message a route accepts unless its `ws.maxPayload` says otherwise: 1 MiB, as
+ * Python's `websockets` and socket.io bound theirs. `ws`'s own 100 MiB lets a handful of peers make
+ * the server buffer gigabytes.
+ */
+export const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 const ROUTER_KEYS = new Set(['heartbeat', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'onError']);
 const ROUTE_KEYS = new Set(['handler', 'heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
@@ -210,6 +218,10 @@ function checkWsOptions(ws: unknown): RouteWsOptions {
   for (const key of Object.keys(ws)) {
     const instead = RESERVED_WS_KEYS[key];
     if (instead !== undefined) throw new TypeError(`The "ws.${key}" option is set by the router: ${instead}`);
+  }
+  const { maxPayload } = ws as RouteWsOptions;
+  if (maxPayload !== undefined && (typeof maxPayload !== 'number' || !Number.isSafeInteger(maxPayload) || maxPayload < 0)) {
+    fail('ws.maxPayload', 'a whole number of bytes (0 for no limit)', maxPayload);
   }
   return ws as RouteWsOptions;
 }
@@ -361,13 +373,18 @@ export class UpgradeRouter {
     const maxConnections = limit('maxConnections', options.maxConnections);
     const wsOptions = checkWsOptions(options.ws);
 
-    this.heartbeat.route(name, options.heartbeat);
+    const maxPayload = wsOptions.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    // By default a route may queue to a slow reader twice the largest message it accepts (so that
+    // echoing one never ends its reader), and never less than the engine's own default.
+    const maxBufferedAmount = Math.max(HEARTBEAT_DEFAULTS.maxBufferedAmount, 2 * maxPayload);
+    this.heartbeat.route(name, options.heartbeat, { maxBufferedAmount });
     const { closeTimeout } = this.heartbeat.settings(name);
     // ws 8.23 takes `closeTimeout`; @types/ws does not declare it yet.
     const serverOptions: ServerOptions & { closeTimeout?: number } = {
       noServer: true,
       clientTracking: false,
       ...wsOptions,
+      maxPayload,
       closeTimeout,
     };
     const route: Route = {

@@ -7,12 +7,12 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Heartbeat, TICK_MS, shutdownFrame, type HeartbeatOptions, type HeartbeatStats, type OverloadInfo } from '@ws-heartbeat/core';
-import { OPCODE, TestBed, closePayload, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
+import { OPCODE, TestBed, closePayload, maskedFrame, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
 import { EPSILON, NEVER, SLOP, busyWait, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
 
@@ -95,7 +95,7 @@ async function killChildren(): Promise<void> {
 
 interface StallReport {
   type: 'report';
-  clients: Array<{ id: string; pings: number; open: boolean; closeCode: number | null }>;
+  clients: Array<{ id: string; pings: number; open: boolean; closeCode: number | null; slowestAnswer: number }>;
 }
 type StallChildMessage = { type: 'ready' } | { type: 'error'; message: string } | StallReport;
 
@@ -455,6 +455,100 @@ describe('Heartbeat on real sockets', () => {
     await waitFor(() => child.exit !== null, ms(5000), 'the client process to exit');
   });
 
+  test('a busy server: pings written late in a long tick each get their whole timeout, so none of 16 peers that answer timeout/2 after each ping is terminated', async () => {
+    const interval = ms(600);
+    const timeout = ms(150);
+    const answerAfter = timeout / 2;
+    const work = ms(15);
+    const srv = await bed.server({ heartbeat: { interval, timeout } });
+    const hb = srv.hb!;
+    const child = forkChild<StallChildMessage>('stall-clients.js', [srv.url('/'), '16', '0', String(answerAfter)]);
+    await nextMessage(child, 'ready', ms(10_000));
+    await srv.waitForConnections(16);
+    // Synthetic work: every ping costs the server 15 ms (a slow synchronous listener), 40% of its
+    // time in all, so a tick that pings many connections writes its last pings long after it began.
+    hb.on('ping', () => busyWait(work));
+    await sleep(2 * interval);
+    const before = await stallReport(child);
+    // A stall of interval + timeout makes every connection due in one tick: it writes 16 pings over
+    // 240 ms, longer than timeout + answerAfter. A timeout counted from the start of that tick would
+    // end the last peers before their answers (due answerAfter after each ping arrived) are read.
+    busyWait(interval + timeout);
+    await sleep(5 * interval);
+    const report = await stallReport(child);
+
+    expect(srv.terminations.map((t) => [t.conn?.id, t.reason])).toEqual([]);
+    for (const client of report.clients) {
+      expect(client).toMatchObject({ open: true, closeCode: null });
+      // Pinged on after the stall: the tick's ping and more rounds.
+      expect(client.pings).toBeGreaterThanOrEqual(before.clients.find((c) => c.id === client.id)!.pings + 3);
+      // Healthy on their own clock: every answer well within the timeout.
+      expect(client.slowestAnswer).toBeLessThan(timeout * 0.75);
+    }
+    child.process.send({ type: 'close' });
+    await waitFor(() => child.exit !== null, ms(5000), 'the client process to exit');
+  });
+
+  test('a peer in the middle of one large frame is alive while its bytes arrive, and is terminated interval + timeout after its last byte once they stop', async () => {
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const raw = await bed.raw(srv.port, '/?id=uploader'); // never reads: our pings go unanswered
+    await srv.waitForConnections(1);
+    // One 1 MiB binary frame, written 16 KiB every 20 ms: the frame would take 1.3 s, 4 × (interval
+    // + timeout). Half of it goes, then nothing.
+    const frame = maskedFrame(OPCODE.binary, Buffer.alloc(MiB, 0x75));
+    const slice = 16 * 1024;
+    let lastByteAt = 0;
+    for (let offset = 0; offset < frame.length / 2; offset += slice) {
+      raw.socket.write(frame.subarray(offset, offset + slice));
+      lastByteAt = now();
+      await sleep(20);
+    }
+    expect(lastByteAt - srv.byId('uploader').trackedAt).toBeGreaterThan(2 * (INTERVAL + TIMEOUT));
+    expect(srv.terminations).toEqual([]);
+
+    await waitFor(() => srv.terminations.length > 0, INTERVAL + TIMEOUT + ms(1000), 'the stalled uploader to be terminated');
+    const [end] = srv.terminations;
+    expect(end!.reason).toBe('timeout');
+    expect(end!.at - lastByteAt).toBeGreaterThanOrEqual(INTERVAL + TIMEOUT - EPSILON);
+    expect(end!.at - lastByteAt).toBeLessThanOrEqual(INTERVAL + TIMEOUT + SLOP);
+    expect(srv.byId('uploader').messages).toEqual([]);
+  });
+
+  test('a slow reader is alive while it takes what we queued: 24 MiB sent at once to a ws client that reads 8 MiB a second all arrive, and nobody is terminated', async () => {
+    // The reader must take what our kernel holds for it (its send buffer, up to 4 MiB on loopback)
+    // within interval + timeout: 700 ms here, and 8 MiB a second does it in about 450 ms.
+    const timeout = ms(500);
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout }, echo: false });
+    const reader = await bed.client(srv.url('/?id=reader'));
+    await srv.waitForConnections(1);
+    // Reads at most 8 MiB per second: paused whenever it is ahead. ws.pause(), not the socket's:
+    // ws resumes its socket by itself after each chunk it parsed.
+    const rate = (8 * MiB) / 1000;
+    const socket = (reader.ws as unknown as { _socket: Socket })._socket;
+    const started = now();
+    let read = 0;
+    const ahead = (): boolean => read >= rate * (now() - started);
+    socket.on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      if (ahead()) reader.ws.pause();
+    });
+    reader.ws.pause();
+    const reading = setInterval(() => {
+      if (!ahead()) reader.ws.resume();
+    }, 10);
+    try {
+      const server = srv.byId('reader').ws;
+      for (let i = 0; i < 24; i++) server.send(Buffer.alloc(MiB, i));
+      await waitFor(() => reader.messages.length === 24 || reader.closeInfo !== null, ms(20_000), 'all 24 MiB to arrive');
+    } finally {
+      clearInterval(reading);
+    }
+    expect(now() - started).toBeGreaterThan(4 * (INTERVAL + timeout));
+    expect(reader.closeInfo).toBeNull();
+    expect(reader.messages.map((m) => [m.data.length, m.data[0], m.data[MiB - 1]])).toEqual(Array.from({ length: 24 }, (_, i) => [MiB, i, i]));
+    expect(srv.terminations).toEqual([]);
+  });
+
   test('two routes ping at their own intervals', async () => {
     const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
     const fastInterval = ms(100);
@@ -687,11 +781,12 @@ describe('Heartbeat on real sockets', () => {
     await closing;
   });
 
-  test('idleOnly: false pings every interval while messages flow, and only a pong answers', async () => {
+  test('idleOnly: false pings every connection every interval while messages flow; any sign of life answers, so a chatty peer that never pongs lives and a silent one does not', async () => {
     const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, idleOnly: false } });
     const busy = await bed.client(srv.url('/?id=busy'));
     const mute = await bed.client(srv.url('/?id=mute'), { autoPong: false });
-    await srv.waitForConnections(2);
+    await bed.client(srv.url('/?id=silent'), { autoPong: false });
+    await srv.waitForConnections(3);
 
     const chatter = setInterval(() => {
       for (const client of [busy, mute]) if (client.ws.readyState === WebSocket.OPEN) client.ws.send('tick');
@@ -702,11 +797,15 @@ describe('Heartbeat on real sockets', () => {
       clearInterval(chatter);
     }
 
-    expect(busy.pings).toBeGreaterThanOrEqual(4);
-    expect(busy.closeInfo).toBeNull();
-    // Its messages did not count: it was terminated on the usual bound after it was tracked.
-    expect(srv.terminations.map((t) => [t.conn?.id, t.reason])).toEqual([['mute', 'timeout']]);
-    const terminatedAfter = srv.terminations[0]!.at - srv.byId('mute').trackedAt;
+    // Pinged although they were never idle: once per interval.
+    for (const client of [busy, mute]) {
+      expect(client.pings).toBeGreaterThanOrEqual(4);
+      expect(client.pings).toBeLessThanOrEqual(5);
+      expect(client.closeInfo).toBeNull();
+    }
+    // A peer whose pong may wait behind its own messages is alive; one that shows nothing is not.
+    expect(srv.terminations.map((t) => [t.conn?.id, t.reason])).toEqual([['silent', 'timeout']]);
+    const terminatedAfter = srv.terminations[0]!.at - srv.byId('silent').trackedAt;
     expect(terminatedAfter).toBeGreaterThanOrEqual(INTERVAL + TIMEOUT - EPSILON);
     expect(terminatedAfter).toBeLessThanOrEqual(INTERVAL + TIMEOUT + SLOP);
   });

@@ -9,7 +9,7 @@ describe('heartbeat options', () => {
       closeTimeout: 5_000,
       idleOnly: true,
       appHeartbeat: false,
-      maxBufferedAmount: false,
+      maxBufferedAmount: 64 * 1024 * 1024,
     });
     expect(DEFAULTS).toMatchObject({ interval: 30_000, timeout: 10_000, closeTimeout: 5_000 });
   });

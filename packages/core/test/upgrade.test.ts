@@ -189,6 +189,45 @@ describe('UpgradeRouter: accepted upgrades', () => {
   });
 });
 
+describe('UpgradeRouter: limits by default', () => {
+  const MiB = 1024 * 1024;
+
+  it('accepts messages up to 1 MiB by default and closes a larger one with 1009', async () => {
+    const { server, router } = await start();
+    router.route('/default', { handler: echo });
+    const client = await connect(server, '/default');
+    const full = 'x'.repeat(MiB);
+    client.send(full);
+    expect(await nextMessage(client)).toBe(full);
+    const closed = closeEvent(client);
+    client.send(`${full}x`);
+    expect((await closed).code).toBe(1009); // Message Too Big
+  });
+
+  it('lets a route queue 64 MiB to a slow reader, or twice its maxPayload where that is more, unless its options say otherwise', async () => {
+    const router = new UpgradeRouter();
+    teardown.push(() => router.close());
+    router.route('/default', { handler: echo });
+    router.route('/big', { handler: echo, ws: { maxPayload: 100 * MiB } });
+    router.route('/set', { handler: echo, ws: { maxPayload: 100 * MiB }, heartbeat: { maxBufferedAmount: 8 * MiB } });
+    router.route('/unbounded', { handler: echo, ws: { maxPayload: 0 } }); // ws: no limit
+    expect(router.heartbeat.settings('/default').maxBufferedAmount).toBe(64 * MiB);
+    expect(router.heartbeat.settings('/big').maxBufferedAmount).toBe(200 * MiB);
+    expect(router.heartbeat.settings('/set').maxBufferedAmount).toBe(8 * MiB);
+    expect(router.heartbeat.settings('/unbounded').maxBufferedAmount).toBe(64 * MiB);
+
+    // The engine's own options come before the route's scaled default.
+    const off = new UpgradeRouter({ heartbeat: { maxBufferedAmount: false } });
+    teardown.push(() => off.close());
+    off.route('/big', { handler: echo, ws: { maxPayload: 100 * MiB } });
+    expect(off.heartbeat.settings('/big').maxBufferedAmount).toBe(false);
+
+    for (const maxPayload of [-1, 1.5, '1024', Infinity]) {
+      expect(() => router.route('/bad', { handler: echo, ws: { maxPayload } as RouteOptions['ws'] })).toThrow(/"ws.maxPayload" option must be a whole number of bytes \(0 for no limit\): got/);
+    }
+  });
+});
+
 describe('UpgradeRouter: paths no route matches', () => {
   it('answers 404 and closes the socket when no other upgrade listener is on the server', async () => {
     const { server, router } = await start();

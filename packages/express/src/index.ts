@@ -84,7 +84,7 @@ export interface WebSocketRoutesOptions {
   logger?: HeartbeatLogger | false;
   /**
    * `ws` server options for every route; a route's `ws` option overrides them.
-   * @default `ws`'s defaults
+   * @default `ws`'s defaults, with `maxPayload` 1 MiB (a larger message closes its connection with 1009)
    */
   ws?: RouteWsOptions;
   /**

@@ -94,7 +94,7 @@ export interface WsHeartbeatOptions {
   heartbeat?: HeartbeatEngineOptions;
   /**
    * `ws` server options for every WebSocket route; a route's `ws` option overrides them.
-   * @default `ws`'s defaults
+   * @default `ws`'s defaults, with `maxPayload` 1 MiB (a larger message closes its connection with 1009)
    */
   ws?: RouteWsOptions;
   /**
