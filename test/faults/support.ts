@@ -36,6 +36,13 @@ export const TIMEOUT = ms(100);
 export const CLOSE_TIMEOUT = ms(300);
 /** How late a bound may be met: one tick, the deferred verdict, IPC and scheduling. */
 export const LATE = ms(60);
+/**
+ * The heartbeat of the routes for large transfers (`/ws/big`, `/ws/big-deflate`): the issue's
+ * example settings. A slow reader must take what our kernel holds for it (its send buffer, up to
+ * 4 MiB on loopback) within interval + timeout, as it must in production (40 s at the defaults).
+ */
+export const TRANSFER_INTERVAL = ms(400);
+export const TRANSFER_TIMEOUT = ms(300);
 
 export const BYSTANDERS = 20;
 
@@ -54,6 +61,9 @@ export const DEFAULT_CONFIG: Omit<FixtureConfig, 'adapter'> = {
   headersTimeout: ms(500),
   maxBufferedAmount: 1024 * 1024,
   maxPayload: 1024 * 1024,
+  bigPayload: 64 * 1024 * 1024,
+  transferInterval: TRANSFER_INTERVAL,
+  transferTimeout: TRANSFER_TIMEOUT,
 };
 
 /** Polls `check` every 5 ms until it holds; rejects naming `what` after `timeout` ms. */
