@@ -126,7 +126,7 @@ export interface RouteStats {
   /** Ping → pong round-trip times, ms. */
   rtt: LatencySummary;
   /**
-   * Detection latency of the `'timeout'` terminations: ms from the peer's last frame to its
+   * Detection latency of the `'timeout'` terminations: ms from the peer's last sign of life to its
    * termination. By the liveness rule it is `interval + timeout`, plus at most a tick or two.
    */
   detection: LatencySummary;
@@ -229,7 +229,7 @@ function firstPingSpread(options: ResolvedOptions): number {
  * most {@link PROGRESS_CHECK_MS}, never less than a tick. Queue progress is seen this late at most,
  * which is all it adds to the bound of a peer that vanishes in the middle of a download.
  */
-export function progressCheck(options: ResolvedOptions): number {
+function progressCheck(options: ResolvedOptions): number {
   return Math.max(TICK_MS, Math.min(options.timeout / 4, PROGRESS_CHECK_MS));
 }
 /**
@@ -262,11 +262,12 @@ function addressOf(socket: Duplex | undefined): string | undefined {
  * numbers in typed arrays (no timers, no closures), and one `unref()`ed timer drives a timing
  * wheel whose ticks each visit only the connections that fall due in them.
  *
- * The liveness bound: with `t0` the arrival of the last frame from the peer (or the moment it was
- * tracked), an idle connection is pinged at `t0 + interval` and terminated at
- * `t0 + interval + timeout` if nothing arrived — never earlier, and at most one tick (5 ms) plus
- * the timer's own delay later. A verdict always waits until pending input has been read, so an
- * event-loop stall of any length terminates no healthy peer.
+ * The liveness bound: with `t0` the peer's last sign of life (a chunk of bytes read from it, or
+ * our queue to it moving; or the moment it was tracked), an idle connection is pinged at
+ * `t0 + interval` and terminated at `t0 + interval + timeout` if it showed nothing more — never
+ * earlier, and at most one tick (5 ms) plus the timer's own delay later. A transfer of any length
+ * is therefore no reason to end a peer. A verdict always waits until pending input has been read,
+ * so an event-loop stall of any length terminates no healthy peer.
  *
  * @example
  * const heartbeat = new Heartbeat({ interval: 30_000, timeout: 10_000 });

@@ -26,7 +26,7 @@ export interface HistogramBucket {
 /** Round-trip times: sub-millisecond on loopback, seconds on a congested mobile link. */
 export const RTT_BOUNDS_MS: readonly number[] = [0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
 
-/** Detection latencies (last frame → termination): `interval + timeout`, from a second to minutes. */
+/** Detection latencies (last sign of life → termination): `interval + timeout`, from a second to minutes. */
 export const DETECTION_BOUNDS_MS: readonly number[] = [100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000];
 
 /** Upper bound of the first fine bucket, in ms: anything faster lands in bucket 0. */

@@ -26,7 +26,7 @@ function debugEnabled(logger: HeartbeatLogger): boolean {
 
 /**
  * Writes the engine's events to `logger`: each ping and pong at debug, each termination at info
- * (reason, route, remote address, connection age, time since the peer's last frame), an overload
+ * (reason, route, remote address, connection age, time since the peer's last sign of life), an overload
  * at warn and its end at info. Whether debug lines are wanted is decided once, here: the ping and
  * pong listeners are only added when they are (they run on every heartbeat otherwise).
  * Returns the function that removes exactly these listeners.

@@ -103,7 +103,7 @@ const DEFINITIONS: readonly { name: string; type: MetricType; help: string; samp
   {
     name: 'detection_seconds',
     type: 'histogram',
-    help: "Time from a dead peer's last frame to its termination (reason timeout), per route.",
+    help: "Time from a dead peer's last sign of life to its termination (reason timeout), per route.",
     samples: (stats, name) => Object.entries(stats.routes).flatMap(([route, r]) => histogramSamples(name, { route }, r.detection)),
   },
   {
