@@ -3,10 +3,10 @@
 //
 // A setup gets `{ interval, timeout, wss, heartbeatSent }`. `wss` is a `ws` WebSocketServer (for
 // socket.io the harness creates the server itself, with pingInterval/pingTimeout = I/T, and `wss`
-// is undefined). `heartbeatSent()` tells the harness that
-// a heartbeat frame went out (the busy-wait of the false-termination phase starts right after
-// one, while the answers are in flight); the harness already reports every `ws.ping()`, so only
-// contenders that send something else call it.
+// is undefined). `heartbeatSent(ws?)` tells the harness that a heartbeat frame went out (the
+// busy-wait of the false-termination phase starts right after one, while the answers are in
+// flight; --trace records when, per connection); the harness already reports every `ws.ping()`,
+// so only contenders that send something else call it.
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -126,10 +126,13 @@ export const contenders = {
     client: 'ws',
     // Terminated at t0 + interval + timeout, at most one 5 ms tick late.
     bound: ({ interval, timeout }) => interval + timeout + 5,
-    async setup({ interval, timeout, wss }) {
+    async setup({ interval, timeout, wss, heartbeatSent }) {
       const { Heartbeat } = await import('@ws-heartbeat/core');
       const heartbeat = new Heartbeat({ interval, timeout });
       wss.on('connection', (ws, req) => heartbeat.track(ws, { socket: req.socket }));
+      // The engine writes its ping frames to the raw socket, not through ws.ping(): its 'ping'
+      // event reports them (one listener call per ping, a fraction of a microsecond).
+      heartbeat.on('ping', heartbeatSent);
       // For the harness's close reasons: why the engine ended a connection.
       heartbeat.on('terminate', (ws, reason, route, info) => {
         ws.endedBy = `ws-heartbeat ${reason}`;

@@ -28,16 +28,17 @@ const healthyCloseReasons = {};
 // heartbeat frame went out, while its answers are on their way back.
 let stallArmed = false;
 let onStallTrigger;
-function heartbeatSent() {
+/** A heartbeat frame went out (to `ws`, where the contender knows it). */
+function heartbeatSent(ws) {
+  if (traced && ws) remember((ws.pingsWritten ??= []), nowMs());
   if (!stallArmed) return;
   stallArmed = false;
   onStallTrigger('heartbeat');
 }
 const ping = WebSocket.prototype.ping;
 WebSocket.prototype.ping = function (...args) {
-  heartbeatSent();
   const result = ping.apply(this, args);
-  if (traced) remember((this.pingsWritten ??= []), nowMs());
+  heartbeatSent(this);
   return result;
 };
 

@@ -241,12 +241,24 @@ function verdictDue(pingAt: number, lastSeen: number, options: ResolvedOptions):
   return Math.max(pingAt, lastSeen + options.interval) + options.timeout;
 }
 const TEXT = { binary: false } as const;
+/** A server's ping frame: FIN and opcode 0x9, unmasked, no payload (what `ws.ping()` sends). */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
 
 const emitOriginal = EventEmitter.prototype.emit;
 
 /** The raw socket `ws` keeps for a connection; `ws` does not expose it publicly. */
 function socketOf(ws: WebSocket): Duplex | undefined {
   return (ws as unknown as { _socket?: Duplex | null })._socket ?? undefined;
+}
+
+/**
+ * Whether a ping may be written straight to `socket`: it is the socket of a server-side `ws`
+ * (whose frames are unmasked) and still writable. `ws` writes each frame whole, in one
+ * synchronous call, so a control frame written between two of its writes is in the right place
+ * (RFC 6455 §5.4 allows one even between the fragments of a message).
+ */
+function pingsDirectly(ws: WebSocket, socket: Duplex | undefined): socket is Duplex {
+  return socket !== undefined && socket.writable && socketOf(ws) === socket && (ws as unknown as { _isServer?: boolean })._isServer === true;
 }
 
 /** The peer's address of a raw socket (a `net.Socket` under `ws`), if it has one. */
@@ -743,14 +755,23 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.wake();
   };
 
-  /** Pings a connection; returns when the ping was written. */
+  /**
+   * Pings a connection; returns when the ping was written. The frame goes straight to the raw
+   * socket where it can: `ws.ping()` would queue it behind every message `ws` is still
+   * compressing (permessage-deflate), megabytes that the peer has not even been sent yet.
+   */
   private ping(id: number, ws: WebSocket): number {
     const profile = this.profiles[this.profileOf[id]!]!;
     profile.counters.pingsSent += 1;
-    try {
-      ws.ping();
-    } catch {
-      // Only thrown for a socket that is not open; the next check sees its state.
+    const socket = this.rawSockets[id];
+    if (pingsDirectly(ws, socket)) {
+      socket.write(PING_FRAME);
+    } else {
+      try {
+        ws.ping();
+      } catch {
+        // Only thrown for a socket that is not open; the next check sees its state.
+      }
     }
     // The timeout runs from the write, not from the start of the tick: in a tick that pings many
     // connections (after a stall, or with slow 'ping' listeners) the last pings leave later, and

@@ -514,16 +514,16 @@ describe('Heartbeat on real sockets', () => {
     expect(srv.byId('uploader').messages).toEqual([]);
   });
 
-  test('a slow reader is alive while it takes what we queued: 24 MiB sent at once to a ws client that reads 8 MiB a second all arrive, and nobody is terminated', async () => {
+  test('a slow reader is alive while it takes what we queued: 48 MiB sent at once to a ws client that reads 16 MiB a second all arrive, and nobody is terminated', async () => {
     // The reader must take what our kernel holds for it (its send buffer, up to 4 MiB on loopback)
-    // within interval + timeout: 700 ms here, and 8 MiB a second does it in about 450 ms.
+    // within interval + timeout: 700 ms here, and 16 MiB a second does it in about 250 ms.
     const timeout = ms(500);
     const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout }, echo: false });
     const reader = await bed.client(srv.url('/?id=reader'));
     await srv.waitForConnections(1);
-    // Reads at most 8 MiB per second: paused whenever it is ahead. ws.pause(), not the socket's:
+    // Reads at most 16 MiB per second: paused whenever it is ahead. ws.pause(), not the socket's:
     // ws resumes its socket by itself after each chunk it parsed.
-    const rate = (8 * MiB) / 1000;
+    const rate = (16 * MiB) / 1000;
     const socket = (reader.ws as unknown as { _socket: Socket })._socket;
     const started = now();
     let read = 0;
@@ -538,14 +538,14 @@ describe('Heartbeat on real sockets', () => {
     }, 10);
     try {
       const server = srv.byId('reader').ws;
-      for (let i = 0; i < 24; i++) server.send(Buffer.alloc(MiB, i));
-      await waitFor(() => reader.messages.length === 24 || reader.closeInfo !== null, ms(20_000), 'all 24 MiB to arrive');
+      for (let i = 0; i < 48; i++) server.send(Buffer.alloc(MiB, i));
+      await waitFor(() => reader.messages.length === 48 || reader.closeInfo !== null, ms(20_000), 'all 48 MiB to arrive');
     } finally {
       clearInterval(reading);
     }
     expect(now() - started).toBeGreaterThan(4 * (INTERVAL + timeout));
     expect(reader.closeInfo).toBeNull();
-    expect(reader.messages.map((m) => [m.data.length, m.data[0], m.data[MiB - 1]])).toEqual(Array.from({ length: 24 }, (_, i) => [MiB, i, i]));
+    expect(reader.messages.map((m) => [m.data.length, m.data[0], m.data[MiB - 1]])).toEqual(Array.from({ length: 48 }, (_, i) => [MiB, i, i]));
     expect(srv.terminations).toEqual([]);
   });
 
