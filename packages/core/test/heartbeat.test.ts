@@ -514,11 +514,12 @@ describe('Heartbeat on real sockets', () => {
     expect(srv.byId('uploader').messages).toEqual([]);
   });
 
-  test('a slow reader is alive while it takes what we queued: 48 MiB sent at once to a ws client that reads 16 MiB a second all arrive, and nobody is terminated', async () => {
-    // The reader must take what our kernel holds for it (its send buffer, up to 4 MiB on loopback)
-    // within interval + timeout: 700 ms here, and 16 MiB a second does it in about 250 ms.
-    const timeout = ms(500);
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout }, echo: false });
+  test('a slow reader is alive while it takes what we queued: 96 MiB sent at once to a ws client that reads 16 MiB a second all arrive, and nobody is terminated', async () => {
+    // A reader must take what the kernels hold between us and it (our send buffer, up to 4 MiB,
+    // and its receive window, over 10 MB on loopback at this speed) within interval + timeout.
+    const timeout = ms(1800);
+    // Above the 64 MiB that the engine lets a reader fall behind by default.
+    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout, maxBufferedAmount: 128 * MiB }, echo: false });
     const reader = await bed.client(srv.url('/?id=reader'));
     await srv.waitForConnections(1);
     // Reads at most 16 MiB per second: paused whenever it is ahead. ws.pause(), not the socket's:
@@ -538,14 +539,14 @@ describe('Heartbeat on real sockets', () => {
     }, 10);
     try {
       const server = srv.byId('reader').ws;
-      for (let i = 0; i < 48; i++) server.send(Buffer.alloc(MiB, i));
-      await waitFor(() => reader.messages.length === 48 || reader.closeInfo !== null, ms(20_000), 'all 48 MiB to arrive');
+      for (let i = 0; i < 96; i++) server.send(Buffer.alloc(MiB, i));
+      await waitFor(() => reader.messages.length === 96 || reader.closeInfo !== null, ms(30_000), 'all 96 MiB to arrive');
     } finally {
       clearInterval(reading);
     }
-    expect(now() - started).toBeGreaterThan(4 * (INTERVAL + timeout));
+    expect(now() - started).toBeGreaterThan(2.5 * (INTERVAL + timeout));
     expect(reader.closeInfo).toBeNull();
-    expect(reader.messages.map((m) => [m.data.length, m.data[0], m.data[MiB - 1]])).toEqual(Array.from({ length: 48 }, (_, i) => [MiB, i, i]));
+    expect(reader.messages.map((m) => [m.data.length, m.data[0], m.data[MiB - 1]])).toEqual(Array.from({ length: 96 }, (_, i) => [MiB, i, i]));
     expect(srv.terminations).toEqual([]);
   });
 

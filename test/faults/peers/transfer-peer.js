@@ -21,6 +21,7 @@
  *   → { type: 'message', length, digest, at } a message arrived, with the SHA-1 of its bytes
  *   ← { cmd: 'read-slowly', rate }            from now on the client reads at most `rate` bytes per second
  *   → { type: 'read', bytes, at }             what it has read so far while reading slowly
+ *   → { type: 'ping', at }                    a ping of the server's arrived (ws has answered it)
  *   → { type: 'closed', code, at }
  */
 const net = require('node:net');
@@ -71,6 +72,7 @@ function start(via) {
   const ws = new WebSocket(via, { perMessageDeflate: deflateArg === 'deflate' });
   if (RATE === 0) ws.once('open', () => post({ type: 'open', port: ws._socket.localPort }));
   ws.on('error', () => {});
+  ws.on('ping', () => post({ type: 'ping', at: mono() }));
   ws.on('close', (code) => {
     post({ type: 'closed', code, at: mono() });
     process.disconnect();
