@@ -164,7 +164,7 @@ function renderDetection(panel, route, settings) {
   const { detection } = route;
   const bound = settings.interval + settings.timeout;
   const path = panel.dataset.routePanel;
-  title.innerHTML = `last frame → termination · bound <b>${formatBound(bound)}</b>`;
+  title.innerHTML = `last sign of life → termination · bound <b>${formatBound(bound)}</b>`;
   const width = Number(svg.getAttribute('width'));
   const height = Number(svg.getAttribute('height'));
   const left = 8;

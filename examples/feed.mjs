@@ -45,7 +45,7 @@ export function registerFeed(app, { path = '/events' } = {}) {
   const history = [];
   let ticks = 0;
 
-  /** Each route's bound: a silent peer is terminated interval + timeout after its last frame. */
+  /** Each route's bound: a silent peer is terminated interval + timeout after its last sign of life. */
   function routeSettings(stats) {
     const routes = {};
     for (const name of Object.keys(stats.routes)) {
