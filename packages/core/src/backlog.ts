@@ -3,13 +3,32 @@ import type { Duplex } from 'node:stream';
 /**
  * The fields of a raw socket this module reads. `_handle.writeQueueSize` is libuv's count of the
  * bytes it holds for the socket; Node's own `net.Socket` reads it for the same purpose (its
- * timeout does not fire while a write is in progress). A TLS socket's bytes leave through the TCP
- * socket it wraps (`_parent`).
+ * timeout does not fire while a write is in progress). `_bytesDispatched` counts every byte handed
+ * to libuv, so the two together tell how many the kernel took. A TLS socket's bytes leave through
+ * the TCP socket it wraps (`_parent`).
  */
 interface RawSocket {
   _handle?: { writeQueueSize?: unknown } | null;
   _parent?: RawSocket | null;
+  _bytesDispatched?: unknown;
   writableLength?: number;
+}
+
+/**
+ * How much the kernels may still hold for a peer when our own queue to it empties, at most: our
+ * send buffer, the bytes in flight and the peer's receive buffer (on Linux's defaults the two
+ * buffers grow to 4 MiB and 6 MiB).
+ */
+export const KERNEL_TAIL_BYTES = 16 * 1024 * 1024;
+
+/** A backlog being watched: since when, what the peer took, and, once it emptied, until when it counts. */
+interface Episode {
+  since: number;
+  taken: number;
+  /** Bytes the kernel had taken from us at the latest look (-1 where that is not known). */
+  accepted: number;
+  /** NaN while bytes are still queued; then the end of the kernels' tail. */
+  until: number;
 }
 
 /**
@@ -24,15 +43,26 @@ interface RawSocket {
  * look, any change of it means the peer took bytes; the application writing more never looks like
  * progress, and a queue that was empty proves nothing.
  *
+ * When the queue empties, the kernels still hold the tail of what we sent (our send buffer, the
+ * peer's receive buffer: megabytes), and a ping written now reaches the peer only after it read
+ * all of that. The peer was reading at the rate the queue drained, so the tail takes it about
+ * {@link KERNEL_TAIL_BYTES} ÷ that rate; the moment the queue emptied counts as a sign of life
+ * lasting that long (but no longer than the queue took to empty, or `minTail` if that is longer,
+ * so that a rate measured over a few bytes cannot postpone a verdict without end).
+ *
  * Where a socket has no such queue (a runtime without it, or a stream that is not a TCP socket),
  * the stream's own `writableLength` stands in, and only its shrinking counts: a whole write must
  * complete for it to move, so progress inside one large write is not seen there.
  *
- * Like the wheel, it keeps one number per slot in a typed array and allocates nothing per look.
+ * Like the wheel, it keeps one number per slot in a typed array and allocates nothing per look;
+ * only a connection with a backlog has an entry of its own, for as long as the backlog and its
+ * tail last.
  */
 export class SendBacklog {
   /** What the previous look of each slot read (0: nothing queued, or never looked). */
   private marks = new Float64Array(0);
+  /** The slots whose queue was not empty at the latest look, or whose tail has not ended yet. */
+  private readonly episodes = new Map<number, Episode>();
 
   /** Makes room for slots `0 … capacity - 1`. */
   ensureCapacity(capacity: number): void {
@@ -42,9 +72,10 @@ export class SendBacklog {
     this.marks = marks;
   }
 
-  /** Starts a slot afresh (a new connection in it). */
+  /** Starts a slot afresh (a new connection in it), or forgets the connection that left it. */
   reset(id: number): void {
     this.marks[id] = 0;
+    if (this.episodes.size !== 0) this.episodes.delete(id);
   }
 
   /** True when something was queued to the peer at the latest look. */
@@ -52,17 +83,47 @@ export class SendBacklog {
     return this.marks[id]! > 0;
   }
 
-  /** Looks at the queue of `socket` (slot `id`); true when it moved since the previous look. */
-  moved(id: number, socket: Duplex): boolean {
+  /**
+   * Looks at the queue of `socket` (slot `id`) and returns until when it shows the peer alive:
+   * `now` when the peer took bytes since the previous look, later when the queue has just emptied
+   * (the kernels' tail, see the class), or -Infinity when it shows nothing.
+   */
+  look(id: number, socket: Duplex, now: number, minTail: number): number {
     const raw = socket as RawSocket;
+    const owner = raw._parent ?? raw;
     const mark = this.marks[id]!;
-    const inLibuv = (raw._parent ?? raw)._handle?.writeQueueSize;
-    if (typeof inLibuv === 'number') {
-      this.marks[id] = inLibuv;
-      return mark > 0 && inLibuv !== mark;
+    const inLibuv = owner._handle?.writeQueueSize;
+    const libuv = typeof inLibuv === 'number';
+    const queued = libuv ? inLibuv : (raw.writableLength ?? 0);
+    this.marks[id] = queued;
+    const dispatched = libuv && owner === raw ? raw._bytesDispatched : undefined;
+    const accepted = typeof dispatched === 'number' ? dispatched - queued : -1;
+    let episode = this.episodes.size === 0 ? undefined : this.episodes.get(id);
+    if (mark === 0) {
+      if (queued > 0) {
+        this.episodes.set(id, { since: now, taken: 0, accepted, until: Number.NaN });
+        return -Infinity;
+      }
+      if (episode === undefined) return -Infinity;
+      if (now < episode.until) return episode.until;
+      this.episodes.delete(id);
+      return -Infinity;
     }
-    const inStream = raw.writableLength ?? 0;
-    this.marks[id] = inStream;
-    return inStream < mark;
+    if (episode === undefined || !Number.isNaN(episode.until)) {
+      episode = { since: now, taken: 0, accepted, until: Number.NaN };
+      this.episodes.set(id, episode);
+    }
+    let taken: number;
+    if (accepted >= 0 && episode.accepted >= 0) taken = accepted - episode.accepted;
+    else if (libuv) taken = queued < mark ? mark - queued : queued > mark ? mark : 0; // a write completed: at least its rest
+    else taken = queued < mark ? mark - queued : 0; // the stream's length also grows with the application's writes
+    episode.accepted = accepted;
+    if (taken <= 0) return -Infinity;
+    episode.taken += taken;
+    if (queued > 0) return now;
+    const elapsed = now - episode.since;
+    const tail = elapsed > 0 ? Math.min((KERNEL_TAIL_BYTES * elapsed) / episode.taken, Math.max(elapsed, minTail)) : minTail;
+    episode.until = now + tail;
+    return episode.until;
   }
 }

@@ -38,8 +38,8 @@ export interface TerminateInfo {
   /** Milliseconds since the connection was tracked. */
   ageMs: number;
   /**
-   * Milliseconds since the peer's last sign of life: bytes read from it, or our queue to it moving
-   * (since it was tracked, if it showed none).
+   * Milliseconds since the peer's last sign of life: bytes read from it, our queue to it moving, or
+   * the end of the tail allowed after that queue emptied (since it was tracked, if it showed none).
    */
   silentMs: number;
 }
@@ -654,7 +654,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    *
    * In order: CLOSING for `closeTimeout` → ended; more than `maxBufferedAmount` queued to the peer
    * → ended (`backpressure`); our queue to the peer moved since the last look → a sign of life
-   * now; a sign of life after the latest ping answers it; a ping still unanswered `timeout` after
+   * now (one that lasts while the kernels deliver their tail, when the queue has just emptied);
+   * a sign of life after the latest ping answers it; a ping still unanswered `timeout` after
    * it was due (or sent, if later) → ended (`timeout`); otherwise a ping once one is due: an
    * interval after the last sign of life (`idleOnly`), or after the previous ping.
    */
@@ -678,8 +679,13 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     const socket = this.rawSockets[id];
     // The peer's kernel took some of what we queued to it: alive, even if its answer to our ping
     // still waits behind megabytes we sent before the ping. When it moved is only known to be
-    // since the last look, so it counts as now: never earlier than it happened.
-    if (socket !== undefined && this.backlog.moved(id, socket) && now > this.lastSeen[id]!) this.lastSeen[id] = now;
+    // since the last look, so it counts as now: never earlier than it happened. When the queue has
+    // just emptied, the peer is still reading what the kernels hold for it, and that counts on
+    // until it would have read it at the rate it was reading (see SendBacklog).
+    if (socket !== undefined) {
+      const alive = this.backlog.look(id, socket, now, options.interval + options.timeout);
+      if (alive > this.lastSeen[id]!) this.lastSeen[id] = alive;
+    }
     const lastSeen = this.lastSeen[id]!;
     let pinged = (this.flags[id]! & PING_OUT) !== 0;
     if (pinged && lastSeen >= this.pingAt[id]!) {
@@ -816,6 +822,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     }
     this.wheel.cancel(id);
     this.flags[id] = 0;
+    this.backlog.reset(id);
     // Give the connection its own methods back.
     Reflect.deleteProperty(ws, 'close');
     Reflect.deleteProperty(ws, 'emit');

@@ -515,8 +515,9 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('a slow reader is alive while it takes what we queued: 96 MiB sent at once to a ws client that reads 16 MiB a second all arrive, and nobody is terminated', async () => {
-    // A reader must take what the kernels hold between us and it (our send buffer, up to 4 MiB,
-    // and its receive window, over 10 MB on loopback at this speed) within interval + timeout.
+    // Our queue's progress shows only in steps (the kernel takes several MiB before anything
+    // queues, and wakes a writer when a third of its send buffer is free): a reader must take that
+    // much within interval + timeout.
     const timeout = ms(1800);
     // Above the 64 MiB that the engine lets a reader fall behind by default.
     const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout, maxBufferedAmount: 128 * MiB }, echo: false });
@@ -548,6 +549,35 @@ describe('Heartbeat on real sockets', () => {
     expect(reader.closeInfo).toBeNull();
     expect(reader.messages.map((m) => [m.data.length, m.data[0], m.data[MiB - 1]])).toEqual(Array.from({ length: 96 }, (_, i) => [MiB, i, i]));
     expect(srv.terminations).toEqual([]);
+  });
+
+  test('a slow reader is alive to the end of a download: 16 × 1 MiB to a client that reads once every 30 ms, on interval 800 ms + timeout 600 ms, all arrive', async () => {
+    // The reader takes about 2 MB a second, so the download lasts several times interval +
+    // timeout, and when our queue to it empties the kernels still hold megabytes for it (our send
+    // buffer, its receive buffer), with the ping behind them: it reads them for longer than
+    // interval + timeout after our queue last moved (an engine that does not allow for that ended
+    // it 1.4 s after, 2 s before its last message arrived).
+    const interval = ms(800);
+    const timeout = ms(600);
+    const srv = await bed.server({ heartbeat: { interval, timeout }, echo: false });
+    const reader = await bed.client(srv.url('/?id=reader'));
+    await srv.waitForConnections(1);
+    const socket = (reader.ws as unknown as { _socket: Socket })._socket;
+    socket.on('data', () => socket.pause());
+    socket.pause();
+    const reading = setInterval(() => socket.resume(), 30);
+    const started = now();
+    try {
+      const server = srv.byId('reader').ws;
+      for (let i = 0; i < 16; i++) server.send(Buffer.alloc(MiB, i));
+      await waitFor(() => reader.messages.length === 16 || reader.closeInfo !== null, ms(60_000), 'all 16 MiB to arrive');
+    } finally {
+      clearInterval(reading);
+    }
+    expect(now() - started).toBeGreaterThan(3 * (interval + timeout));
+    expect(srv.terminations.map((t) => t.reason)).toEqual([]);
+    expect(reader.closeInfo).toBeNull();
+    expect(reader.messages.map((m) => [m.data.length, m.data[0], m.data[MiB - 1]])).toEqual(Array.from({ length: 16 }, (_, i) => [MiB, i, i]));
   });
 
   test('two routes ping at their own intervals', async () => {
