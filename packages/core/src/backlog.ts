@@ -86,7 +86,8 @@ export class SendBacklog {
   /**
    * Looks at the queue of `socket` (slot `id`) and returns until when it shows the peer alive:
    * `now` when the peer took bytes since the previous look, later when the queue has just emptied
-   * (the kernels' tail, see the class), or -Infinity when it shows nothing.
+   * (the kernels' tail, see the class), -Infinity when it shows nothing, and NaN when a queue has
+   * formed since the previous look (whether the peer takes from it, the next look will tell).
    */
   look(id: number, socket: Duplex, now: number, minTail: number): number {
     const raw = socket as RawSocket;
@@ -102,7 +103,7 @@ export class SendBacklog {
     if (mark === 0) {
       if (queued > 0) {
         this.episodes.set(id, { since: now, taken: 0, accepted, until: Number.NaN });
-        return -Infinity;
+        return Number.NaN;
       }
       if (episode === undefined) return -Infinity;
       if (now < episode.until) return episode.until;

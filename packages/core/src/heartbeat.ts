@@ -682,9 +682,11 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     // since the last look, so it counts as now: never earlier than it happened. When the queue has
     // just emptied, the peer is still reading what the kernels hold for it, and that counts on
     // until it would have read it at the rate it was reading (see SendBacklog).
+    let formed = false;
     if (socket !== undefined) {
       const alive = this.backlog.look(id, socket, now, options.interval + options.timeout);
       if (alive > this.lastSeen[id]!) this.lastSeen[id] = alive;
+      else formed = Number.isNaN(alive);
     }
     const lastSeen = this.lastSeen[id]!;
     let pinged = (this.flags[id]! & PING_OUT) !== 0;
@@ -698,8 +700,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     let next: number;
     if (pinged) {
       const deadline = verdictDue(this.pingAt[id]!, lastSeen, options);
-      if (now >= deadline) return this.judge(id, final, 'timeout');
-      next = Math.min(deadline, now + options.interval);
+      if (now < deadline) next = Math.min(deadline, now + options.interval);
+      // A queue to the peer that formed since the last look may be moving: one more look tells.
+      else if (formed) next = now + progressCheck(options);
+      else return this.judge(id, final, 'timeout');
     } else {
       const trackedAt = this.trackedAt[id]!;
       const anchor = (this.traits[id]! & IDLE_ONLY) !== 0 ? lastSeen : Math.max(this.pingAt[id]!, trackedAt);
@@ -715,7 +719,9 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       }
     }
     if (options.maxBufferedAmount !== false) next = Math.min(next, now + Math.min(options.interval, BUFFER_CHECK_MS));
-    if (this.backlog.queued(id)) next = Math.min(next, now + progressCheck(options));
+    // A queue is watched while it holds bytes, and so is one about to form: `ws` still holds
+    // bytes for the peer (messages it is compressing, or has yet to hand to the socket).
+    if (this.backlog.queued(id) || ws.bufferedAmount > 0) next = Math.min(next, now + progressCheck(options));
     return next;
   };
 
