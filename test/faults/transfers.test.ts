@@ -100,7 +100,12 @@ describe.each(ADAPTERS)('%s', (adapter) => {
       const peer = await transferPeer(scene, route, RATE);
       peer.send({ cmd: 'upload', size: UPLOAD });
 
-      await until(() => peer.of('message').length > 0 || peer.of('closed').length > 0, (UPLOAD / RATE) * 1000 + ms(10_000), 'the echo of the upload');
+      // The relay paces its slices with timers, which a loaded machine delays: twice the time the
+      // uplink needs, plus a margin. On failure: how far the upload got, and the engine's verdict.
+      await until(() => peer.of('message').length > 0 || peer.of('closed').length > 0, 2 * (UPLOAD / RATE) * 1000 + ms(10_000), 'the echo of the upload').catch((error: Error) => {
+        const progress = { relayed: peer.of('relayed').at(-1)?.bytes ?? 0, of: UPLOAD, terminations: scene.server.terminations(peer.port) };
+        throw new Error(`${error.message}: ${JSON.stringify(progress)}`);
+      });
       const [echoed] = peer.of('message');
       expect(peer.of('closed')).toEqual([]);
       expect(echoed).toMatchObject({ length: UPLOAD, digest: peer.of('uploading')[0]!.digest });
