@@ -13,7 +13,7 @@
  * the reader and the server). DEFLATE is `deflate` for permessage-deflate, `plain` for none.
  *
  * IPC, every time in process.hrtime milliseconds (the clock every process of the suite shares):
- *   → { type: 'open', port }                  port: its own port toward the server (the server's remotePort)
+ *   → { type: 'open', port }                  once ws is open; port: its own port toward the server (the server's remotePort)
  *   ← { cmd: 'upload', size }                 sends one binary message of `size` random bytes
  *   → { type: 'uploading', digest }           their SHA-1
  *   → { type: 'relayed', bytes, at }          what the relay has passed on to the server so far
@@ -37,10 +37,14 @@ const post = (message) => process.connected && process.send(message);
 const digest = (bytes) => crypto.createHash('sha1').update(bytes).digest('hex');
 
 let relayed = 0;
+/** The relay's own port toward the server (the server's `remotePort`), once it connected. */
+let relayPort = -1;
 
 const relay = net.createServer((inbound) => {
   const outbound = net.connect(Number(target.port), target.hostname);
-  outbound.once('connect', () => post({ type: 'open', port: outbound.localPort }));
+  outbound.once('connect', () => {
+    relayPort = outbound.localPort;
+  });
   const end = () => {
     inbound.destroy();
     outbound.destroy();
@@ -70,7 +74,8 @@ const relay = net.createServer((inbound) => {
 
 function start(via) {
   const ws = new WebSocket(via, { perMessageDeflate: deflateArg === 'deflate' });
-  if (RATE === 0) ws.once('open', () => post({ type: 'open', port: ws._socket.localPort }));
+  // Commands follow 'open', so it is posted once ws is open (a send before that throws).
+  ws.once('open', () => post({ type: 'open', port: RATE === 0 ? ws._socket.localPort : relayPort }));
   ws.on('error', () => {});
   ws.on('ping', () => post({ type: 'ping', at: mono() }));
   ws.on('close', (code) => {
