@@ -8,7 +8,7 @@ module.exports = {
     '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }],
   },
   moduleNameMapper: {
-    '^@ws-heartbeat/(core|fastify|express|client)$': '<rootDir>/packages/$1/src/index.ts',
+    '^@ws-heartbeat/(core|fastify|express|client|protocol)$': '<rootDir>/packages/$1/src/index.ts',
   },
   testTimeout: 60_000,
 };

@@ -14,8 +14,8 @@ const PORT = Number(process.env.PORT || 8080);
 const DASHBOARD_HTML = readFileSync(new URL('./dashboard.html', import.meta.url), 'utf8');
 const DASHBOARD_JS = readFileSync(new URL('./dashboard.js', import.meta.url), 'utf8');
 const CLIENT_HTML = readFileSync(new URL('./client.html', import.meta.url), 'utf8');
-// The browser build of @ws-heartbeat/client: one ES module, no bundler (the demo command builds it).
-const CLIENT_JS = readFileSync(new URL('../packages/client/dist/esm/index.js', import.meta.url), 'utf8').replace(/\n\/\/# sourceMappingURL=.*\n?$/, '\n');
+// The browser build of @ws-heartbeat/client: one ES module with the protocol bundled in (the demo command builds it).
+const CLIENT_JS = readFileSync(new URL('../packages/client/dist/browser.js', import.meta.url), 'utf8');
 
 /** Sends every message back as it came: text stays text, binary stays binary. */
 function echo(socket) {

@@ -31,7 +31,7 @@ if (tsc.status !== 0) console.error('typecheck failed');
 // its test run the built code, and the ESM consumer check below reads the built types.
 const bin = join(root, 'node_modules', '.bin');
 const env = { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` };
-const build = ['core', 'fastify', 'express', 'client'].map((name) => {
+const build = ['protocol', 'core', 'fastify', 'express', 'client'].map((name) => {
   const cwd = join(root, 'packages', name);
   const { scripts } = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8'));
   return spawnSync(scripts.build, { cwd, env, shell: true, stdio: 'inherit' });

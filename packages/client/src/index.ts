@@ -5,9 +5,12 @@
  * dead server: its socket sits OPEN for minutes. This client sends the application-level
  * heartbeat that the server engine's `appHeartbeat` answers, declares the server dead when no
  * answer comes, and reconnects with exponential backoff and full jitter, or within the window the
- * server named when it shut down. It has no dependencies and runs in browsers (one ES module) and
- * in Node (with `ws`, or the global `WebSocket` where Node has one).
+ * server named when it shut down. Its messages are those of `@ws-heartbeat/protocol`, its only
+ * dependency. It runs in browsers (the browser build is one ES module with the protocol bundled
+ * in) and in Node (with `ws`, or the global `WebSocket` where Node has one).
  */
+
+import { APP_PING, parseAppPong, parseRetryHint } from '@ws-heartbeat/protocol';
 
 /** The part of a WebSocket (the browser's, `ws`, Node's global one) that the client uses. */
 export interface WebSocketLike {
@@ -141,7 +144,7 @@ export const CLOSED = 3;
 const DEFAULTS = {
   pingInterval: 30_000,
   pongTimeout: 10_000,
-  heartbeatMessage: '{"type":"ping"}',
+  heartbeatMessage: APP_PING,
   queueSize: 0,
 } as const;
 
@@ -160,17 +163,8 @@ const RECONNECT_DEFAULTS: Required<ReconnectOptions> = {
  */
 export const LATE_TIMER_MS = 1_500;
 
-/** Close codes with which a server asks its clients to come back: going away, service restart. */
-const HINT_CODES = new Set([1001, 1012]);
-/** The retry hint in a close reason, as `Heartbeat.close({ retryWithin })` writes it. */
-const RETRY_HINT = /retry within (\d+) ms/;
-
 /** The window, in ms, within which the server asked its clients to reconnect; undefined without one. */
-export function retryHint(code: number, reason: string): number | undefined {
-  if (!HINT_CODES.has(code)) return undefined;
-  const match = RETRY_HINT.exec(reason);
-  return match ? Number(match[1]) : undefined;
-}
+export const retryHint: (code: number, reason: string) => number | undefined = parseRetryHint;
 
 /**
  * The delay before retry number `attempt` (from 1): full jitter, a uniformly random delay from 0
@@ -188,20 +182,6 @@ function positive(name: string, value: unknown, allowInfinity = false): number {
     throw new TypeError(`The "${name}" option must be a positive number: got ${String(value)}`);
   }
   return value;
-}
-
-/**
- * A heartbeat answer of the server engine, `{"type":"pong", ...}`: its settings, `undefined` when it
- * carries none, `false` when the message is not one. (Text frames arrive as strings, from `ws` too.)
- */
-function parsePong(data: unknown): { interval: number; timeout: number } | undefined | false {
-  if (typeof data !== 'string' || !data.startsWith('{"type":"pong"')) return false;
-  try {
-    const { interval, timeout } = JSON.parse(data) as { interval?: unknown; timeout?: unknown };
-    return typeof interval === 'number' && typeof timeout === 'number' ? { interval, timeout } : undefined;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -410,7 +390,7 @@ export class HeartbeatClient {
     if (this.#ws !== ws) return;
     const now = performance.now();
     this.#lastReceived = now;
-    const pong = parsePong(data);
+    const pong = parseAppPong(data);
     if (pong) this.#matchServer(pong);
     const probeSentAt = this.#probeSentAt;
     if (probeSentAt > 0) {

@@ -1,224 +1,37 @@
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocket, type RawData } from 'ws';
+import { WebSocket } from 'ws';
+import { answerAppHeartbeat } from './app-heartbeat';
 import { SendBacklog } from './backlog';
+import { APP_HEARTBEAT, CLOSING, ConnectionTable, FREE, IDLE_ONLY, OPEN, PING_OUT, READS_WATCHED, TERMINATED } from './connections';
 import { fail, rethrow } from './errors';
-import { DETECTION_BOUNDS_MS, LatencyHistogram, RTT_BOUNDS_MS, type LatencySummary } from './histogram';
-import { LoadMonitor, type EventLoopDelay } from './load';
-import { logEvents, type HeartbeatLogger } from './log';
-import { resolveOptions, TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
+import { addressOf, idOf, intercept, interceptors, pingsDirectly, release, socketOf, type Interceptors } from './intercept';
+import { LoadMonitor } from './load';
+import { logEvents } from './log';
+import { TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
+import { RouteTable } from './routes';
+import { shutdownFrame } from './shutdown';
+import { TickTimer } from './ticker';
+import type { CloseOptions, HeartbeatEngineOptions, HeartbeatEvents, HeartbeatStats, TerminateInfo, TerminateReason, TrackInfo } from './types';
+import { DeferredVerdicts } from './verdicts';
 import { Wheel } from './wheel';
 
 // `performance` is the global one, not perf_hooks' export: a fake clock replaces the global.
 
-/** Why the engine ended a connection. */
-export type TerminateReason = 'timeout' | 'close-timeout' | 'backpressure' | 'shutdown';
-
-const REASONS: readonly TerminateReason[] = ['timeout', 'close-timeout', 'backpressure', 'shutdown'];
-
-/** What the caller knows about a connection it hands to {@link Heartbeat.track}. */
-export interface TrackInfo {
-  /**
-   * Name of a route defined with {@link Heartbeat.route}; its options apply.
-   * @default 'default'
-   */
-  route?: string;
-  /**
-   * The raw socket under `ws` (the one the `'upgrade'` event gave). The engine watches it for
-   * a FIN from the peer; without it, the engine falls back to the socket `ws` holds internally.
-   */
-  socket?: Duplex;
-}
-
-/** What the engine knew of a connection when it ended it. */
-export interface TerminateInfo {
-  /** The peer's address, when the socket still knew it. */
-  remoteAddress: string | undefined;
-  /** Milliseconds since the connection was tracked. */
-  ageMs: number;
-  /**
-   * Milliseconds since the peer's last sign of life: bytes read from it, our queue to it moving, or
-   * the end of the tail allowed after that queue emptied (since it was tracked, if it showed none).
-   */
-  silentMs: number;
-}
-
-/** The figures an `'overload'` event carries, in ms. */
-export interface OverloadInfo {
-  /** The longest event-loop delay of the latest window. */
-  eventLoopDelayMs: number;
-  /** The longest lateness of the engine's ticks in the latest window. */
-  tickLateMs: number;
-  thresholdMs: number;
-}
-
-/** Options of the engine as a whole; they cannot differ per route. */
-export interface EngineOptions {
-  /**
-   * The process counts as overloaded while, within the latest one-second window, the event loop
-   * was delayed (or the engine's tick was late) by more than this many ms. `stats().overloaded`
-   * tells, and an `'overload'` event is emitted at each change.
-   * @default 100
-   */
-  overloadThreshold?: number;
-  /**
-   * Where the engine writes what it does: pings and pongs at debug, terminations at info,
-   * overload at warn. A pino-compatible logger (Fastify's `app.log`, pino); `false` for none.
-   * @default false
-   */
-  logger?: HeartbeatLogger | false;
-}
-
-/** Options of {@link Heartbeat.close}. */
-export interface CloseOptions {
-  /**
-   * Tells clients to come back within this many ms: connections are closed with code 1012
-   * (Service Restart) and the reason `Server restarting, retry within <n> ms`, which
-   * `@ws-heartbeat/client` reads to wait a random delay in that window, so that a restart does
-   * not bring every client back at once. Without it: code 1001, `Server shutting down`.
-   * @default none
-   */
-  retryWithin?: number;
-}
-
-/**
- * The close frame a shutdown sends: 1001 `Server shutting down`, or with `retryWithin`, 1012
- * `Server restarting, retry within <n> ms`. Throws a `TypeError` for an invalid `retryWithin`.
- */
-export function shutdownFrame(options: CloseOptions = {}): { code: number; reason: string } {
-  if (typeof options !== 'object' || options === null) fail('close options', 'an object', options);
-  const { retryWithin } = options;
-  if (retryWithin === undefined) return { code: SHUTDOWN_CODE, reason: SHUTDOWN_REASON };
-  if (typeof retryWithin !== 'number' || !Number.isSafeInteger(retryWithin) || retryWithin <= 0) {
-    fail('retryWithin', 'a positive whole number of milliseconds', retryWithin);
-  }
-  return { code: RESTART_CODE, reason: `Server restarting, retry within ${retryWithin} ms` };
-}
-
-/** The constructor's options: every route's heartbeat defaults, and the engine's own. */
-export type HeartbeatEngineOptions = HeartbeatOptions & EngineOptions;
-
-export interface HeartbeatEvents {
-  /** A connection is now tracked. */
-  connection: [ws: WebSocket, route: string];
-  /** A ping was sent to an idle connection. */
-  ping: [ws: WebSocket, route: string];
-  /** A pong answered our ping after `rttMs` milliseconds. */
-  pong: [ws: WebSocket, rttMs: number, route: string];
-  /**
-   * A connection was ended by the engine (`ws` emits `'close'` afterwards), or by `ws`'s own
-   * close timer after the route's `closeTimeout` (emitted as `ws` closes).
-   */
-  terminate: [ws: WebSocket, reason: TerminateReason, route: string, info: TerminateInfo];
-  /** The process became overloaded (`true`) or stopped being so (`false`); see `overloadThreshold`. */
-  overload: [overloaded: boolean, info: OverloadInfo];
-  /** `close()` finished: every connection is gone and the timer is cleared. */
-  close: [];
-}
-
-export interface RouteStats {
-  /** Connections open now. */
-  connections: number;
-  pingsSent: number;
-  pongsReceived: number;
-  terminations: Record<TerminateReason, number>;
-  /** Ping → pong round-trip times, ms. */
-  rtt: LatencySummary;
-  /**
-   * Detection latency of the `'timeout'` terminations: ms from the peer's last sign of life to its
-   * termination. By the liveness rule it is `interval + timeout`, plus at most a tick or two.
-   */
-  detection: LatencySummary;
-}
-
-export interface HeartbeatStats {
-  connections: number;
-  pingsSent: number;
-  pongsReceived: number;
-  terminations: Record<TerminateReason, number>;
-  routes: Record<string, RouteStats>;
-  /**
-   * The engine's own timer: how late its ticks fired (a measure of event-loop stalls): the last
-   * tick, the latest one-second window's worst, and the worst since the engine started.
-   */
-  tick: { ms: number; lastLateMs: number; recentLateMs: number; maxLateMs: number };
-  /** The event-loop delay over the latest one-second window (`perf_hooks.monitorEventLoopDelay`). */
-  eventLoop: EventLoopDelay;
-  /** True while the latest window's event-loop delay or tick lateness exceeded `overloadThreshold`. */
-  overloaded: boolean;
-  overloadThreshold: number;
-}
-
-/** The summary of a route's round-trip times: a {@link LatencySummary}. */
-export type RttSummary = LatencySummary;
-export type { EventLoopDelay, HeartbeatLogger, LatencySummary };
-
-/** Counters of one route; shared by every definition of that route. */
-class RouteCounters {
-  connections = 0;
-  pingsSent = 0;
-  pongsReceived = 0;
-  readonly terminations: Record<TerminateReason, number> = { timeout: 0, 'close-timeout': 0, backpressure: 0, shutdown: 0 };
-  readonly rtt = new LatencyHistogram(RTT_BOUNDS_MS);
-  readonly detection = new LatencyHistogram(DETECTION_BOUNDS_MS);
-
-  snapshot(): RouteStats {
-    return {
-      connections: this.connections,
-      pingsSent: this.pingsSent,
-      pongsReceived: this.pongsReceived,
-      terminations: { ...this.terminations },
-      rtt: this.rtt.summary(),
-      detection: this.detection.summary(),
-    };
-  }
-}
-
-interface Profile {
-  readonly name: string;
-  readonly options: ResolvedOptions;
-  /** The default-format reply, encoded once. */
-  readonly appReply: Buffer | undefined;
-  readonly counters: RouteCounters;
-}
-
-/** The property that links a tracked `ws` (and its raw socket) to its slot in the engine. */
-const kId = Symbol('ws-heartbeat.id');
-
-type Tagged<T> = T & { [kId]?: number };
-
-/** traits bits: what the event paths need of the route and the connection, without a lookup. */
-const IDLE_ONLY = 1;
-const APP_HEARTBEAT = 2;
-/** The raw socket's reads are watched: every chunk is a sign of life, frames need no store of their own. */
-const READS_WATCHED = 4;
-
-/** flags bits. */
-/** A ping is out, and no pong has answered it yet (the pong that does gives the round trip). */
-const PING_OUT = 1;
-/** The connection looked dead; its verdict waits until pending input has been read. */
-const SUSPECTED = 2;
-
-const FREE = 0;
-const OPEN = 1;
-const CLOSING = 2;
-const TERMINATED = 3;
-
 const ENGINE_DEFAULTS = { overloadThreshold: 100 } as const;
-
 const WHEEL_SLOTS = 1024;
-const INITIAL_CAPACITY = 64;
-const SHUTDOWN_CODE = 1001;
-const SHUTDOWN_REASON = 'Server shutting down';
-/** Service Restart (RFC 6455 §7.4.1 registry): the close code of a shutdown with a retry hint. */
-const RESTART_CODE = 1012;
+const LOGGER_METHODS = ['debug', 'info', 'warn'] as const;
+
+// The liveness rule's constants. The rule itself is `check()`, below.
+
 /** How often a route with `maxBufferedAmount` re-reads its connections' queues, at most. */
 const BUFFER_CHECK_MS = 1_000;
 /** How often, at most, a connection with bytes queued to it is looked at for progress of that queue. */
 const PROGRESS_CHECK_MS = 250;
 /** How much earlier than its due time a new connection's first ping may go, at most, to keep ticks even. */
 const FIRST_PING_SPREAD_MS = 2_500;
+/** A server's ping frame: FIN and opcode 0x9, unmasked, no payload (what `ws.ping()` sends). */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
 
 /** The window before its due time in which a new connection's first ping may be placed. */
 function firstPingSpread(options: ResolvedOptions): number {
@@ -239,31 +52,6 @@ function progressCheck(options: ResolvedOptions): number {
  */
 function verdictDue(pingAt: number, lastSeen: number, options: ResolvedOptions): number {
   return Math.max(pingAt, lastSeen + options.interval) + options.timeout;
-}
-const TEXT = { binary: false } as const;
-/** A server's ping frame: FIN and opcode 0x9, unmasked, no payload (what `ws.ping()` sends). */
-const PING_FRAME = Buffer.from([0x89, 0x00]);
-
-const emitOriginal = EventEmitter.prototype.emit;
-
-/** The raw socket `ws` keeps for a connection; `ws` does not expose it publicly. */
-function socketOf(ws: WebSocket): Duplex | undefined {
-  return (ws as unknown as { _socket?: Duplex | null })._socket ?? undefined;
-}
-
-/**
- * Whether a ping may be written straight to `socket`: it is the socket of a server-side `ws`
- * (whose frames are unmasked) and still writable. `ws` writes each frame whole, in one
- * synchronous call, so a control frame written between two of its writes is in the right place
- * (RFC 6455 §5.4 allows one even between the fragments of a message).
- */
-function pingsDirectly(ws: WebSocket, socket: Duplex | undefined): socket is Duplex {
-  return socket !== undefined && socket.writable && socketOf(ws) === socket && (ws as unknown as { _isServer?: boolean })._isServer === true;
-}
-
-/** The peer's address of a raw socket (a `net.Socket` under `ws`), if it has one. */
-function addressOf(socket: Duplex | undefined): string | undefined {
-  return (socket as Partial<Socket> | undefined)?.remoteAddress;
 }
 
 /**
@@ -287,57 +75,21 @@ function addressOf(socket: Duplex | undefined): string | undefined {
  * heartbeat.on('terminate', (ws, reason) => console.log('ended a peer:', reason));
  */
 export class Heartbeat extends EventEmitter<HeartbeatEvents> {
-  private readonly baseOptions: HeartbeatOptions;
-  private readonly profiles: Profile[] = [];
-  private readonly profileByName = new Map<string, number>();
+  private readonly routes: RouteTable;
   private readonly wheel: Wheel;
-
-  // Per-connection state, indexed by the connection's slot id.
-  private sockets: (WebSocket | undefined)[] = [];
-  private rawSockets: (Duplex | undefined)[] = [];
-  private state = new Uint8Array(0);
-  /** IDLE_ONLY, APP_HEARTBEAT and READS_WATCHED bits. */
-  private traits = new Uint8Array(0);
-  /** PING_OUT and SUSPECTED bits. */
-  private flags = new Uint8Array(0);
-  private profileOf = new Uint16Array(0);
-  /** The peer's last sign of life: a chunk read from it, a frame, or our queue to it moving. */
-  private lastSeen = new Float64Array(0);
-  private trackedAt = new Float64Array(0);
-  /** When the latest ping was written (0: never pinged). */
-  private pingAt = new Float64Array(0);
-  /** When the connection entered CLOSING. */
-  private closingAt = new Float64Array(0);
-  private latestRtt = new Float32Array(0);
   private readonly backlog = new SendBacklog();
-  private readonly freeIds: number[] = [];
-  private count = 0;
-
-  /** Connections whose verdict waits until pending input has been read. */
-  private readonly suspects: number[] = [];
-  private readonly judging: number[] = [];
-  private judgeScheduled = false;
-
-  private tickTimer: NodeJS.Timeout | undefined;
-  private tickTimerAt = Infinity;
-  private lastLateMs = 0;
-  private maxLateMs = 0;
+  private readonly table: ConnectionTable;
+  private readonly verdicts: DeferredVerdicts;
+  private readonly interceptors: Interceptors;
   private readonly load: LoadMonitor;
+
+  private readonly timer = new TickTimer((now, lateMs) => this.onTick(now, lateMs));
 
   private closePromise: Promise<void> | undefined;
   /** The close frame of the shutdown: set by `close()`. */
   private shutdown = shutdownFrame();
   private resolveClose: (() => void) | undefined;
   private closed = false;
-
-  // Methods shared by every connection of this engine, set as own properties of the tracked
-  // objects (an own property costs no memory there, five listeners would): `this` is the object.
-  private readonly wsEmit: (this: Tagged<WebSocket>, event: string | symbol, ...args: unknown[]) => boolean;
-  private readonly wsClose: (this: Tagged<WebSocket>, code?: number, reason?: string | Buffer) => void;
-  private readonly socketEmit: (this: Tagged<Duplex>, event: string | symbol, ...args: unknown[]) => boolean;
-  /** For a socket that already has an `emit` of its own: listeners instead. */
-  private readonly socketOnEnd: (this: Tagged<Duplex>) => void;
-  private readonly socketOnData: (this: Tagged<Duplex>) => void;
 
   constructor(options: HeartbeatEngineOptions = {}) {
     super();
@@ -346,63 +98,36 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     if (typeof overloadThreshold !== 'number' || !Number.isFinite(overloadThreshold) || overloadThreshold <= 0) {
       fail('overloadThreshold', 'a positive finite number of milliseconds', overloadThreshold);
     }
-    if (logger !== false && (typeof logger !== 'object' || logger === null || ['debug', 'info', 'warn'].some((level) => typeof logger[level as 'info'] !== 'function'))) {
+    if (logger !== false && (typeof logger !== 'object' || logger === null || LOGGER_METHODS.some((level) => typeof logger[level] !== 'function'))) {
       fail('logger', 'a logger with debug, info and warn methods (pino-compatible), or false', logger);
     }
-    this.baseOptions = routeOptions;
+    this.routes = new RouteTable(routeOptions);
     this.route('default');
     const now = performance.now();
     this.wheel = new Wheel({ tickMs: TICK_MS, slots: WHEEL_SLOTS, start: now });
-    this.grow(INITIAL_CAPACITY);
+    this.table = new ConnectionTable((capacity) => {
+      this.backlog.ensureCapacity(capacity);
+      this.wheel.ensureCapacity(capacity);
+    });
+    this.verdicts = new DeferredVerdicts(
+      (id, at) => {
+        const next = this.check(id, at, true);
+        if (next !== Infinity) this.wheel.schedule(id, next);
+      },
+      () => this.wake(),
+    );
+    this.interceptors = interceptors(this.table, {
+      appMessage: (ws, id, data, isBinary) => {
+        if (!answerAppHeartbeat(ws, this.routes.at(this.table.profile[id]!), data, isBinary)) return false;
+        this.table.lastSeen[id] = performance.now();
+        return true;
+      },
+      pong: (ws, id) => this.onPong(ws, id),
+      closing: (id) => this.markClosing(id),
+      closed: (id) => this.untrack(id),
+    });
     this.load = new LoadMonitor({ threshold: overloadThreshold, now });
     if (logger !== false) logEvents(this, logger);
-
-    const engine = this;
-    // Every event of a tracked connection passes here first: frames prove life (one store, unless
-    // the raw socket's reads already did), pongs end a ping, 'close' forgets the connection, and
-    // an 'error' nobody listens to is dropped instead of thrown (`ws` closes the connection after
-    // emitting it).
-    this.wsEmit = function wsEmit(event, data, isBinary) {
-      const id = this[kId]!;
-      switch (event) {
-        case 'message':
-          if ((engine.traits[id]! & APP_HEARTBEAT) !== 0 && engine.answerAppHeartbeat(this, id, data as RawData, isBinary === true)) return true;
-          if ((engine.traits[id]! & READS_WATCHED) === 0) engine.lastSeen[id] = performance.now();
-          break;
-        case 'ping':
-          if ((engine.traits[id]! & READS_WATCHED) === 0) engine.lastSeen[id] = performance.now();
-          break;
-        case 'pong':
-          engine.onPong(this, id);
-          break;
-        case 'close':
-          engine.untrack(id);
-          break;
-        case 'error':
-          if (this.listenerCount('error') === 0) return false;
-          break;
-      }
-      return Reflect.apply(emitOriginal, this, arguments) as boolean;
-    };
-    this.wsClose = function wsClose(code, reason) {
-      engine.markClosing(this[kId]!);
-      Object.getPrototypeOf(this).close.call(this, code, reason);
-    };
-    // Every chunk read from the peer is a sign of life, a frame complete or not (one large frame
-    // can take seconds to arrive, and the peer's pong waits behind it): one store per read.
-    // The peer sent FIN: `ws` is now CLOSING and may never finish if data is queued to a peer
-    // that stopped reading. The close timeout starts here.
-    this.socketEmit = function socketEmit(event) {
-      if (event === 'data') engine.lastSeen[this[kId]!] = performance.now();
-      else if (event === 'end') engine.markClosing(this[kId]!);
-      return Reflect.apply(Object.getPrototypeOf(this).emit, this, arguments) as boolean;
-    };
-    this.socketOnEnd = function socketOnEnd() {
-      engine.markClosing(this[kId]!);
-    };
-    this.socketOnData = function socketOnData() {
-      engine.lastSeen[this[kId]!] = performance.now();
-    };
   }
 
   /**
@@ -413,26 +138,17 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    * options say otherwise (the router scales `maxBufferedAmount` with a route's `maxPayload`).
    */
   route(name: string, overrides: HeartbeatOptions = {}, defaults: HeartbeatOptions = {}): ResolvedOptions {
-    if (typeof name !== 'string' || name === '') throw new TypeError(`A route name must be a non-empty string: got ${String(name)}`);
-    const options = resolveOptions(overrides, this.baseOptions, defaults);
-    const previous = this.profileByName.get(name);
-    if (this.profiles.length >= 0xffff) throw new RangeError('Too many route definitions');
-    const counters = previous === undefined ? new RouteCounters() : this.profiles[previous]!.counters;
-    const app = options.appHeartbeat;
-    const appReply = app && typeof app.reply === 'string' ? Buffer.from(app.reply) : undefined;
-    this.profileByName.set(name, this.profiles.length);
-    this.profiles.push({ name, options, appReply, counters });
-    return options;
+    return this.routes.define(name, overrides, defaults);
   }
 
   /** The resolved options of a route. */
   settings(route = 'default'): ResolvedOptions {
-    return this.profile(route).options;
+    return this.routes.at(this.routes.indexOf(route)).options;
   }
 
   /** Number of connections currently tracked. */
   get size(): number {
-    return this.count;
+    return this.table.count;
   }
 
   /** True once `close()` has been called. */
@@ -451,47 +167,32 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    * After `close()` was called, the connection is closed with 1001 at once.
    */
   track(ws: WebSocket, info: TrackInfo = {}): void {
-    const index = this.profileIndex(info.route ?? 'default');
-    const tagged = ws as Tagged<WebSocket>;
-    const known = tagged[kId];
+    const index = this.routes.indexOf(info.route ?? 'default');
+    const known = idOf(ws);
     if (known !== undefined && known >= 0) {
-      if (this.sockets[known] === ws) return;
+      if (this.table.ws[known] === ws) return;
       throw new Error('This WebSocket is already tracked by another Heartbeat');
     }
     if (ws.readyState === WebSocket.CLOSED) return;
 
-    const id = this.allocate();
-    const profile = this.profiles[index]!;
+    const { table } = this;
+    const id = table.allocate();
+    const profile = this.routes.at(index);
     const { options } = profile;
     const now = performance.now();
-    this.sockets[id] = ws;
-    this.profileOf[id] = index;
-    this.state[id] = OPEN;
-    this.lastSeen[id] = now;
-    this.trackedAt[id] = now;
-    this.pingAt[id] = 0;
-    this.closingAt[id] = 0;
-    this.flags[id] = 0;
-    this.latestRtt[id] = NaN;
-    this.backlog.reset(id);
     const socket = info.socket ?? socketOf(ws);
-    this.traits[id] = (options.idleOnly ? IDLE_ONLY : 0) | (options.appHeartbeat ? APP_HEARTBEAT : 0) | (socket ? READS_WATCHED : 0);
-    tagged[kId] = id;
-
-    ws.emit = this.wsEmit;
-    ws.close = this.wsClose;
-    if (socket) {
-      (socket as Tagged<Duplex>)[kId] = id;
-      if (Object.hasOwn(socket, 'emit')) {
-        socket.on('data', this.socketOnData);
-        socket.on('end', this.socketOnEnd);
-      } else {
-        socket.emit = this.socketEmit;
-      }
-      this.rawSockets[id] = socket;
-    }
-
-    this.count += 1;
+    table.ws[id] = ws;
+    table.socket[id] = socket;
+    table.profile[id] = index;
+    table.state[id] = OPEN;
+    table.traits[id] = (options.idleOnly ? IDLE_ONLY : 0) | (options.appHeartbeat ? APP_HEARTBEAT : 0) | (socket ? READS_WATCHED : 0);
+    table.lastSeen[id] = now;
+    table.trackedAt[id] = now;
+    table.pingAt[id] = 0;
+    table.closingAt[id] = 0;
+    table.latestRtt[id] = NaN;
+    this.backlog.reset(id);
+    intercept(ws, socket, id, this.interceptors);
     profile.counters.connections += 1;
     // Connections that arrive together would otherwise be pinged together every interval from
     // then on (each pong re-anchors t0). The first check goes to the least loaded tick of a window
@@ -507,29 +208,19 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
 
   /** The latest ping→pong round-trip time of a tracked connection, in ms. */
   rtt(ws: WebSocket): number | undefined {
-    const id = (ws as Tagged<WebSocket>)[kId];
-    if (id === undefined || id < 0 || this.sockets[id] !== ws) return undefined;
-    const rtt = this.latestRtt[id]!;
+    const id = idOf(ws);
+    if (id === undefined || id < 0 || this.table.ws[id] !== ws) return undefined;
+    const rtt = this.table.latestRtt[id]!;
     return Number.isNaN(rtt) ? undefined : rtt;
   }
 
   /** A plain-object snapshot of the engine's figures, overall and per route. */
   stats(): HeartbeatStats {
     this.sampleLoad(performance.now());
-    const routes: Record<string, RouteStats> = {};
-    const total = { pingsSent: 0, pongsReceived: 0, terminations: { timeout: 0, 'close-timeout': 0, backpressure: 0, shutdown: 0 } };
-    for (const [name, index] of this.profileByName) {
-      const route = this.profiles[index]!.counters.snapshot();
-      routes[name] = route;
-      total.pingsSent += route.pingsSent;
-      total.pongsReceived += route.pongsReceived;
-      for (const reason of REASONS) total.terminations[reason] += route.terminations[reason];
-    }
     return {
-      connections: this.count,
-      ...total,
-      routes,
-      tick: { ms: TICK_MS, lastLateMs: this.lastLateMs, recentLateMs: this.load.recentLateMs, maxLateMs: this.maxLateMs },
+      connections: this.table.count,
+      ...this.routes.snapshot(),
+      tick: { ms: TICK_MS, lastLateMs: this.timer.lastLateMs, recentLateMs: this.load.recentLateMs, maxLateMs: this.timer.maxLateMs },
       eventLoop: { ...this.load.recent },
       overloaded: this.load.overloaded,
       overloadThreshold: this.load.threshold,
@@ -548,102 +239,25 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.closePromise = new Promise((resolve) => {
       this.resolveClose = resolve;
     });
-    for (let id = 0; id < this.sockets.length; id++) {
-      const ws = this.sockets[id];
-      if (ws !== undefined && this.state[id] === OPEN) ws.close(this.shutdown.code, this.shutdown.reason);
+    const { table } = this;
+    for (let id = 0; id < table.ws.length; id++) {
+      const ws = table.ws[id];
+      if (ws !== undefined && table.state[id] === OPEN) ws.close(this.shutdown.code, this.shutdown.reason);
     }
-    if (this.count === 0) this.finishClose();
+    if (table.count === 0) this.finishClose();
     return this.closePromise;
-  }
-
-  private profile(name: string): Profile {
-    return this.profiles[this.profileIndex(name)]!;
-  }
-
-  private profileIndex(name: string): number {
-    const index = this.profileByName.get(name);
-    if (index === undefined) throw new TypeError(`Unknown heartbeat route "${name}": define it with heartbeat.route()`);
-    return index;
-  }
-
-  private allocate(): number {
-    const free = this.freeIds.pop();
-    if (free !== undefined) return free;
-    const id = this.sockets.length;
-    // Grown by half: at tens of thousands of connections, doubling would leave up to half unused.
-    if (id >= this.state.length) this.grow(Math.ceil(this.state.length * 1.5));
-    this.sockets.push(undefined);
-    this.rawSockets.push(undefined);
-    return id;
-  }
-
-  private grow(capacity: number): void {
-    const copy = <T extends Uint8Array | Uint16Array | Float32Array | Float64Array>(from: T, to: T): T => {
-      to.set(from);
-      return to;
-    };
-    this.state = copy(this.state, new Uint8Array(capacity));
-    this.traits = copy(this.traits, new Uint8Array(capacity));
-    this.flags = copy(this.flags, new Uint8Array(capacity));
-    this.profileOf = copy(this.profileOf, new Uint16Array(capacity));
-    this.lastSeen = copy(this.lastSeen, new Float64Array(capacity));
-    this.trackedAt = copy(this.trackedAt, new Float64Array(capacity));
-    this.pingAt = copy(this.pingAt, new Float64Array(capacity));
-    this.closingAt = copy(this.closingAt, new Float64Array(capacity));
-    this.latestRtt = copy(this.latestRtt, new Float32Array(capacity));
-    this.backlog.ensureCapacity(capacity);
-    this.wheel.ensureCapacity(capacity);
-  }
-
-  private onPong(ws: Tagged<WebSocket>, id: number): void {
-    const now = performance.now();
-    this.lastSeen[id] = now;
-    // Unsolicited (no ping out), or CLOSING: proof of life, but no round trip to measure.
-    if ((this.flags[id]! & PING_OUT) === 0 || this.state[id] !== OPEN) return;
-    this.flags[id]! &= ~PING_OUT;
-    // Stored as a float32 (7 significant digits): the event and rtt(ws) report the same value.
-    const rtt = Math.fround(now - this.pingAt[id]!);
-    this.latestRtt[id] = rtt;
-    const { counters, name } = this.profiles[this.profileOf[id]!]!;
-    counters.pongsReceived += 1;
-    counters.rtt.record(rtt);
-    if (this.listenerCount('pong') !== 0) this.emitSafely('pong', ws, rtt, name);
-  }
-
-  /** Answers an application-level heartbeat; returns true when `data` was one. */
-  private answerAppHeartbeat(ws: WebSocket, id: number, data: RawData, isBinary: boolean): boolean {
-    const profile = this.profiles[this.profileOf[id]!]!;
-    const app = profile.options.appHeartbeat;
-    if (!app) return false;
-    let reply: string | Buffer | undefined;
-    try {
-      if (!app.match(data, isBinary)) return false;
-      reply = profile.appReply ?? (typeof app.reply === 'function' ? app.reply(data) : app.reply);
-    } catch (error) {
-      // A throwing matcher or reply function is the application's bug: surface it without
-      // letting it into the receive path of this connection.
-      process.nextTick(rethrow, error);
-      return false;
-    }
-    this.lastSeen[id] = performance.now();
-    if (reply !== undefined && ws.readyState === WebSocket.OPEN) {
-      if (typeof reply === 'string') ws.send(reply);
-      else if (reply === profile.appReply) ws.send(reply, TEXT);
-      else ws.send(reply);
-    }
-    return true;
   }
 
   /** The connection entered CLOSING: its close timeout starts now. */
   private markClosing(id: number | undefined): void {
-    if (id === undefined || id < 0 || this.state[id] !== OPEN) return;
-    // Node caches the peer's address once read; after `ws`'s own close timer destroys the socket,
-    // the termination can still name it.
-    addressOf(this.rawSockets[id]);
+    const { table } = this;
+    if (id === undefined || id < 0 || table.state[id] !== OPEN) return;
+    // Once `ws`'s own close timer has destroyed the socket, it no longer knows the peer's address.
+    table.remoteAddress[id] = addressOf(table.socket[id]);
     const now = performance.now();
-    this.state[id] = CLOSING;
-    this.closingAt[id] = now;
-    this.wheel.schedule(id, now + this.profiles[this.profileOf[id]!]!.options.closeTimeout);
+    table.state[id] = CLOSING;
+    table.closingAt[id] = now;
+    this.wheel.schedule(id, now + this.routes.at(table.profile[id]!).options.closeTimeout);
     this.wake();
   }
 
@@ -660,15 +274,16 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    * interval after the last sign of life (`idleOnly`), or after the previous ping.
    */
   private readonly check = (id: number, now: number, final = false): number => {
-    const ws = this.sockets[id]!;
-    const { options } = this.profiles[this.profileOf[id]!]!;
-    if (this.state[id] === OPEN && ws.readyState !== WebSocket.OPEN) {
+    const { table } = this;
+    const ws = table.ws[id]!;
+    const { options } = this.routes.at(table.profile[id]!);
+    if (table.state[id] === OPEN && ws.readyState !== WebSocket.OPEN) {
       // CLOSING without a call we could see; start the close timeout from here.
-      this.state[id] = CLOSING;
-      this.closingAt[id] = now;
+      table.state[id] = CLOSING;
+      table.closingAt[id] = now;
     }
-    if (this.state[id] === CLOSING) {
-      const deadline = this.closingAt[id]! + options.closeTimeout;
+    if (table.state[id] === CLOSING) {
+      const deadline = table.closingAt[id]! + options.closeTimeout;
       if (now < deadline) return deadline;
       return this.judge(id, final, this.closing ? 'shutdown' : 'close-timeout');
     }
@@ -676,7 +291,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       this.terminate(id, 'backpressure');
       return Infinity;
     }
-    const socket = this.rawSockets[id];
+    const socket = table.socket[id];
     // The peer's kernel took some of what we queued to it: alive, even if its answer to our ping
     // still waits behind megabytes we sent before the ping. When it moved is only known to be
     // since the last look, so it counts as now: never earlier than it happened. When the queue has
@@ -685,28 +300,28 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     let formed = false;
     if (socket !== undefined) {
       const alive = this.backlog.look(id, socket, now, options.interval + options.timeout);
-      if (alive > this.lastSeen[id]!) this.lastSeen[id] = alive;
+      if (alive > table.lastSeen[id]!) table.lastSeen[id] = alive;
       else formed = Number.isNaN(alive);
     }
-    const lastSeen = this.lastSeen[id]!;
-    let pinged = (this.flags[id]! & PING_OUT) !== 0;
-    if (pinged && lastSeen >= this.pingAt[id]!) {
+    const lastSeen = table.lastSeen[id]!;
+    let pinged = (table.flags[id]! & PING_OUT) !== 0;
+    if (pinged && lastSeen >= table.pingAt[id]!) {
       pinged = false; // any sign of life after the ping answers it
-      this.flags[id]! &= ~PING_OUT;
+      table.flags[id]! &= ~PING_OUT;
     }
     // While a ping is out, the connection is looked at again at least once per interval (not only
     // at its deadline), so that when a timeout longer than the interval is configured, an answer
     // is noticed in time to send the next ping on schedule. Reads themselves stay one store.
     let next: number;
     if (pinged) {
-      const deadline = verdictDue(this.pingAt[id]!, lastSeen, options);
+      const deadline = verdictDue(table.pingAt[id]!, lastSeen, options);
       if (now < deadline) next = Math.min(deadline, now + options.interval);
       // A queue to the peer that formed since the last look may be moving: one more look tells.
       else if (formed) next = now + progressCheck(options);
       else return this.judge(id, final, 'timeout');
     } else {
-      const trackedAt = this.trackedAt[id]!;
-      const anchor = (this.traits[id]! & IDLE_ONLY) !== 0 ? lastSeen : Math.max(this.pingAt[id]!, trackedAt);
+      const trackedAt = table.trackedAt[id]!;
+      const anchor = (table.traits[id]! & IDLE_ONLY) !== 0 ? lastSeen : Math.max(table.pingAt[id]!, trackedAt);
       const due = anchor + options.interval - TICK_MS;
       // A connection that showed nothing since it was tracked (and was never pinged) may get its
       // first ping in the check it was spread to (see track()).
@@ -725,47 +340,12 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     return next;
   };
 
+  /** A connection that looks dead: ended now when `final`, else once its pending input was read. */
   private judge(id: number, final: boolean, reason: TerminateReason): number {
-    if (final) {
-      this.terminate(id, reason);
-    } else if ((this.flags[id]! & SUSPECTED) === 0) {
-      this.flags[id]! |= SUSPECTED;
-      this.suspects.push(id);
-      if (!this.judgeScheduled) {
-        this.judgeScheduled = true;
-        setImmediate(this.afterPendingInput);
-      }
-    }
+    if (final) this.terminate(id, reason);
+    else this.verdicts.defer(id);
     return Infinity;
   }
-
-  /**
-   * Runs the suspects' verdicts two turns of the event loop after they were found: the first
-   * turn's poll phase reads the input that arrived while this process was busy (a stall delays
-   * our timer and the peers' pongs alike), the second lets `ws` deliver anything it deferred.
-   */
-  private readonly afterPendingInput = (): void => {
-    if (this.judging.length === 0) {
-      this.judging.push(...this.suspects);
-      this.suspects.length = 0;
-      setImmediate(this.afterPendingInput);
-      return;
-    }
-    this.judgeScheduled = false;
-    const now = performance.now();
-    for (const id of this.judging) {
-      if ((this.flags[id]! & SUSPECTED) === 0) continue; // closed meanwhile
-      this.flags[id]! &= ~SUSPECTED;
-      const next = this.check(id, now, true);
-      if (next !== Infinity) this.wheel.schedule(id, next);
-    }
-    this.judging.length = 0;
-    if (this.suspects.length > 0 && !this.judgeScheduled) {
-      this.judgeScheduled = true;
-      setImmediate(this.afterPendingInput);
-    }
-    this.wake();
-  };
 
   /**
    * Pings a connection; returns when the ping was written. The frame goes straight to the raw
@@ -773,9 +353,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    * compressing (permessage-deflate), megabytes that the peer has not even been sent yet.
    */
   private ping(id: number, ws: WebSocket): number {
-    const profile = this.profiles[this.profileOf[id]!]!;
+    const { table } = this;
+    const profile = this.routes.at(table.profile[id]!);
     profile.counters.pingsSent += 1;
-    const socket = this.rawSockets[id];
+    const socket = table.socket[id];
     if (pingsDirectly(ws, socket)) {
       socket.write(PING_FRAME);
     } else {
@@ -789,71 +370,70 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     // connections (after a stall, or with slow 'ping' listeners) the last pings leave later, and
     // each gets its whole timeout.
     const at = performance.now();
-    this.pingAt[id] = at;
-    this.flags[id]! |= PING_OUT;
+    table.pingAt[id] = at;
+    table.flags[id]! |= PING_OUT;
     if (this.listenerCount('ping') !== 0) this.emitSafely('ping', ws, profile.name);
     return at;
   }
 
-  private terminate(id: number, reason: TerminateReason): void {
-    this.state[id] = TERMINATED;
-    this.wheel.cancel(id);
-    // Read before the socket is destroyed: afterwards it no longer knows its peer.
-    const remoteAddress = addressOf(this.rawSockets[id]);
-    this.sockets[id]!.terminate();
-    this.countTermination(id, reason, remoteAddress);
+  private onPong(ws: WebSocket, id: number): void {
+    const { table } = this;
+    const now = performance.now();
+    table.lastSeen[id] = now;
+    // Unsolicited (no ping out), or CLOSING: proof of life, but no round trip to measure.
+    if ((table.flags[id]! & PING_OUT) === 0 || table.state[id] !== OPEN) return;
+    table.flags[id]! &= ~PING_OUT;
+    // Stored as a float32 (7 significant digits): the event and rtt(ws) report the same value.
+    const rtt = Math.fround(now - table.pingAt[id]!);
+    table.latestRtt[id] = rtt;
+    const { counters, name } = this.routes.at(table.profile[id]!);
+    counters.pongsReceived += 1;
+    counters.rtt.record(rtt);
+    if (this.listenerCount('pong') !== 0) this.emitSafely('pong', ws, rtt, name);
   }
 
-  private countTermination(id: number, reason: TerminateReason, remoteAddress: string | undefined): void {
+  private terminate(id: number, reason: TerminateReason): void {
+    const { table } = this;
+    table.state[id] = TERMINATED;
+    this.wheel.cancel(id);
+    // Read before the socket is destroyed: afterwards it no longer knows its peer.
+    table.remoteAddress[id] ??= addressOf(table.socket[id]);
+    table.ws[id]!.terminate();
+    this.countTermination(id, reason);
+  }
+
+  private countTermination(id: number, reason: TerminateReason): void {
+    const { table } = this;
     const now = performance.now();
-    const profile = this.profiles[this.profileOf[id]!]!;
-    const silentMs = now - this.lastSeen[id]!;
+    const profile = this.routes.at(table.profile[id]!);
+    const silentMs = now - table.lastSeen[id]!;
     profile.counters.terminations[reason] += 1;
     if (reason === 'timeout') profile.counters.detection.record(silentMs);
-    const info: TerminateInfo = { remoteAddress, ageMs: now - this.trackedAt[id]!, silentMs };
-    this.emitSafely('terminate', this.sockets[id]!, reason, profile.name, info);
+    const info: TerminateInfo = { remoteAddress: table.remoteAddress[id], ageMs: now - table.trackedAt[id]!, silentMs };
+    this.emitSafely('terminate', table.ws[id]!, reason, profile.name, info);
   }
 
   /** Forgets a connection on its `'close'`. */
   private untrack(id: number | undefined): void {
-    if (id === undefined || id < 0 || this.state[id] === FREE) return;
-    const ws = this.sockets[id]! as Tagged<WebSocket>;
-    if (this.state[id] === CLOSING) {
-      // `ws` runs a close timer of its own (the router gives it the route's closeTimeout). When
-      // that timer, not ours, destroyed the socket, the connection still ended by its close timeout.
-      const { closeTimeout } = this.profiles[this.profileOf[id]!]!.options;
-      if (performance.now() - this.closingAt[id]! >= closeTimeout - 1) {
-        this.countTermination(id, this.closing ? 'shutdown' : 'close-timeout', addressOf(this.rawSockets[id]));
-      }
+    const { table } = this;
+    if (id === undefined || id < 0 || table.state[id] === FREE) return;
+    const profile = this.routes.at(table.profile[id]!);
+    // `ws` runs a close timer of its own (the router gives it the route's closeTimeout). When that
+    // timer, not ours, destroyed the socket, the connection still ended by its close timeout.
+    if (table.state[id] === CLOSING && performance.now() - table.closingAt[id]! >= profile.options.closeTimeout - 1) {
+      this.countTermination(id, this.closing ? 'shutdown' : 'close-timeout');
     }
     this.wheel.cancel(id);
-    this.flags[id] = 0;
+    this.verdicts.cancel(id);
     this.backlog.reset(id);
-    // Give the connection its own methods back.
-    Reflect.deleteProperty(ws, 'close');
-    Reflect.deleteProperty(ws, 'emit');
-    ws[kId] = -1;
-    const socket = this.rawSockets[id] as Tagged<Duplex> | undefined;
-    if (socket) {
-      if (socket.emit === this.socketEmit) {
-        Reflect.deleteProperty(socket, 'emit');
-      } else {
-        socket.removeListener('data', this.socketOnData);
-        socket.removeListener('end', this.socketOnEnd);
-      }
-      socket[kId] = -1;
-    }
-    this.sockets[id] = undefined;
-    this.rawSockets[id] = undefined;
-    this.state[id] = FREE;
-    this.freeIds.push(id);
-    this.count -= 1;
-    this.profiles[this.profileOf[id]!]!.counters.connections -= 1;
-    if (this.closing && this.count === 0) this.finishClose();
+    release(table.ws[id]!, table.socket[id], this.interceptors);
+    table.release(id);
+    profile.counters.connections -= 1;
+    if (this.closing && table.count === 0) this.finishClose();
   }
 
   private finishClose(): void {
-    this.clearTimer();
+    this.timer.clear();
     if (this.closed) return;
     this.closed = true;
     this.load.stop();
@@ -861,45 +441,20 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.resolveClose?.();
   }
 
-  /** Arms the one timer for the next tick that holds a connection, aligned to the tick boundary. */
+  /** Arms the one timer for the next tick that holds a connection (or the next update of the load figures). */
   private wake(): void {
     const now = performance.now();
-    let at = this.wheel.nextTickTime(now);
+    const at = this.wheel.nextTickTime(now);
     // While connections are tracked, the load figures are updated on time (they may warn of overload).
-    if (this.count > 0) at = Math.min(at, this.load.halfEnd);
-    if (at === Infinity) {
-      this.clearTimer();
-      return;
-    }
-    // A time already past (a tick or a load half that fell due while nothing was tracked and no
-    // timer ran) means "at once": the tick's lateness counts from now, not from a moment at which
-    // no timer was armed, or the first connection after an idle spell would read as an overload.
-    const due = Math.max(at, now);
-    if (this.tickTimer !== undefined && this.tickTimerAt <= due) return;
-    this.clearTimer();
-    this.tickTimerAt = due;
-    this.tickTimer = setTimeout(this.onTick, Math.max(1, Math.ceil(due - now)));
-    this.tickTimer.unref();
+    this.timer.arm(this.table.count > 0 ? Math.min(at, this.load.halfEnd) : at, now);
   }
 
-  private clearTimer(): void {
-    if (this.tickTimer !== undefined) clearTimeout(this.tickTimer);
-    this.tickTimer = undefined;
-    this.tickTimerAt = Infinity;
-  }
-
-  private readonly onTick = (): void => {
-    const now = performance.now();
-    const late = Math.max(0, now - this.tickTimerAt);
-    this.tickTimer = undefined;
-    this.tickTimerAt = Infinity;
-    this.lastLateMs = late;
-    if (late > this.maxLateMs) this.maxLateMs = late;
-    this.load.noteLateness(late);
+  private onTick(now: number, lateMs: number): void {
+    this.load.noteLateness(lateMs);
     this.wheel.advance(now, this.check);
     this.sampleLoad(now);
     this.wake();
-  };
+  }
 
   /** Updates the load figures when they are due; reports an overload's start and end. */
   private sampleLoad(now: number): void {
@@ -921,4 +476,3 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     }
   }
 }
-

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 
@@ -44,4 +45,22 @@ export function abortHandshake(socket: Duplex, status: number, headers?: Respons
   for (const name of Object.keys(all)) head += `${name}: ${all[name]!}\r\n`;
   socket.once('finish', socketOnFinish);
   socket.end(`${head}\r\n${reason}`);
+}
+
+/**
+ * The rule for an upgrade that matches none of an adapter's routes, applied from its one
+ * `'upgrade'` listener on `server`: when the server has another `'upgrade'` listener, the socket
+ * is that listener's and is left untouched; otherwise it is refused with `status` (404, or 503
+ * while shutting down) and destroyed.
+ */
+export function refuseUnmatched(server: EventEmitter, socket: Duplex, status = 404): void {
+  if (!upgradeBelongsElsewhere(server)) abortHandshake(socket, status);
+}
+
+/**
+ * Whether an upgrade that matches none of an adapter's routes belongs to another `'upgrade'`
+ * listener of `server` (the adapter's own being one of them): then the adapter leaves it alone.
+ */
+export function upgradeBelongsElsewhere(server: EventEmitter): boolean {
+  return server.listenerCount('upgrade') > 1;
 }

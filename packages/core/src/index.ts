@@ -1,4 +1,6 @@
-export { Heartbeat, shutdownFrame } from './heartbeat';
+export { Heartbeat } from './heartbeat';
+export { checkCloseOptions, shutdownFrame } from './shutdown';
+export { TERMINATE_REASONS } from './types';
 export type {
   CloseOptions,
   EngineOptions,
@@ -13,10 +15,12 @@ export type {
   TerminateInfo,
   TerminateReason,
   TrackInfo,
-} from './heartbeat';
+  HeartbeatLogger,
+} from './types';
 export { DEFAULTS, TICK_MS } from './options';
 export type { AppHeartbeatOptions, HeartbeatOptions, ResolvedOptions } from './options';
-export { DEFAULT_MAX_PAYLOAD, UpgradeRouter } from './upgrade';
+export { UpgradeRouter } from './router';
+export { DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_PAYLOAD } from './router-options';
 export type {
   Authenticate,
   ConnectionHandler,
@@ -26,11 +30,14 @@ export type {
   RouteWsOptions,
   UpgradeRouterOptions,
   UpgradeServer,
-} from './upgrade';
+} from './router-options';
 export type { PathParams } from './path';
-export { abortHandshake } from './http';
+export { abortHandshake, refuseUnmatched, socketOnError, upgradeBelongsElsewhere } from './http';
+export type { ResponseHeaders } from './http';
+export { adapterEngine } from './adapter';
+export type { AdapterEngine } from './adapter';
+export { checkKeys } from './errors';
 export { collectMetrics, isMetricsRegistry } from './metrics';
 export type { CollectMetricsOptions, MetricsRegistry } from './metrics';
 export type { HistogramBucket } from './histogram';
 export { logEvents } from './log';
-export type { HeartbeatLogger } from './log';

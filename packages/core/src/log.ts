@@ -1,18 +1,6 @@
+import type { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
-import type { Heartbeat, OverloadInfo, TerminateInfo, TerminateReason } from './heartbeat';
-
-/**
- * A pino-compatible logger: Fastify's `request.log`/`app.log`, pino itself, or anything with the
- * same `(object, message)` methods. Debug lines are written only to a logger whose
- * `isLevelEnabled('debug')` is true or whose `level` is `'debug'` or `'trace'`.
- */
-export interface HeartbeatLogger {
-  debug(object: object, message: string): void;
-  info(object: object, message: string): void;
-  warn(object: object, message: string): void;
-  isLevelEnabled?(level: string): boolean;
-  level?: string;
-}
+import type { HeartbeatEvents, HeartbeatLogger, OverloadInfo, TerminateInfo, TerminateReason } from './types';
 
 const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
 
@@ -31,7 +19,7 @@ function debugEnabled(logger: HeartbeatLogger): boolean {
  * pong listeners are only added when they are (they run on every heartbeat otherwise).
  * Returns the function that removes exactly these listeners.
  */
-export function logEvents(engine: Heartbeat, logger: HeartbeatLogger): () => void {
+export function logEvents(engine: EventEmitter<HeartbeatEvents>, logger: HeartbeatLogger): () => void {
   const engineOnPing = (_ws: WebSocket, route: string): void => logger.debug({ route }, 'ws-heartbeat: ping');
   const engineOnPong = (_ws: WebSocket, rttMs: number, route: string): void => logger.debug({ route, rttMs }, 'ws-heartbeat: pong');
   const engineOnTerminate = (_ws: WebSocket, reason: TerminateReason, route: string, info: TerminateInfo): void => {

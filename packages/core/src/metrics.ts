@@ -1,5 +1,6 @@
 import { describe } from './errors';
-import type { Heartbeat, HeartbeatStats } from './heartbeat';
+import type { Heartbeat } from './heartbeat';
+import type { HeartbeatStats } from './types';
 import type { LatencySummary } from './histogram';
 
 /**

@@ -1,3 +1,4 @@
+import { APP_PING, formatAppPong } from '@ws-heartbeat/protocol';
 import type { RawData } from 'ws';
 import { checkKeys, fail } from './errors';
 
@@ -18,13 +19,13 @@ export const MAX_DURATION_MS = 2 ** 31 - 1;
 export interface AppHeartbeatOptions {
   /**
    * Decides whether an inbound message is a heartbeat.
-   * @default a text message that is exactly `{"type":"ping"}`
+   * @default a text message that is exactly `{"type":"ping"}` (`APP_PING` of `@ws-heartbeat/protocol`)
    */
   match?: (data: RawData, isBinary: boolean) => boolean;
   /**
    * What to answer. A function receives the heartbeat message; returning `undefined` sends nothing.
    * Strings are sent as text, Buffers as binary.
-   * @default `{"type":"pong","interval":<interval>,"timeout":<timeout>}` (text), so a client can match the server's settings
+   * @default a JSON text of type pong that names the route's `interval` and `timeout`, so that a client can match them (`formatAppPong` of `@ws-heartbeat/protocol`)
    */
   reply?: string | Buffer | ((data: RawData) => string | Buffer | undefined);
 }
@@ -92,8 +93,6 @@ export const DEFAULTS = {
 
 const KNOWN = new Set<string>(Object.keys(DEFAULTS));
 
-/** The text a client sends as an application-level heartbeat by default. */
-export const APP_PING = '{"type":"ping"}';
 const APP_PING_BYTES = Buffer.from(APP_PING);
 
 /** Matches a text message whose bytes are exactly {@link APP_PING}; allocates nothing. */
@@ -123,7 +122,7 @@ function appHeartbeat(value: unknown, interval: number, timeout: number): Resolv
   }
   return {
     match: custom.match ?? isDefaultAppPing,
-    reply: reply ?? JSON.stringify({ type: 'pong', interval, timeout }),
+    reply: reply ?? formatAppPong({ interval, timeout }),
   };
 }
 

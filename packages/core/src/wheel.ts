@@ -38,8 +38,7 @@ export class Wheel {
   private due = new Float64Array(0);
   /** The last tick that was visited (absolute tick number). */
   private cursor: number;
-  /** Number of ids currently scheduled. */
-  size = 0;
+  #size = 0;
 
   constructor(options: WheelOptions) {
     const { tickMs, slots, start } = options;
@@ -56,6 +55,11 @@ export class Wheel {
   }
 
   /** Makes room for ids `0 … capacity - 1`. */
+  /** Number of ids currently scheduled. */
+  get size(): number {
+    return this.#size;
+  }
+
   ensureCapacity(capacity: number): void {
     const old = this.next.length;
     if (capacity <= old) return;
@@ -128,7 +132,7 @@ export class Wheel {
       while (id !== NONE) {
         const following = this.next[id]!;
         this.slotOf[id] = NONE;
-        this.size -= 1;
+        this.#size -= 1;
         if (this.due[id]! <= now) {
           visited += 1;
           const at = visit(id, now);
@@ -150,7 +154,7 @@ export class Wheel {
    * slot one revolution too early.
    */
   nextTickTime(now = -Infinity): number {
-    if (this.size === 0) return Infinity;
+    if (this.#size === 0) return Infinity;
     const from = Math.max(this.cursor + 1, Math.floor(now / this.tickMs));
     for (let tick = from; tick < from + this.slots; tick++) {
       if (this.heads[tick & this.mask] !== NONE) return tick * this.tickMs;
@@ -166,7 +170,7 @@ export class Wheel {
     this.heads[slot] = id;
     this.slotOf[id] = slot;
     this.counts[slot]! += 1;
-    this.size += 1;
+    this.#size += 1;
   }
 
   private unlink(id: number): void {
@@ -178,6 +182,6 @@ export class Wheel {
     if (after !== NONE) this.prev[after] = before;
     this.slotOf[id] = NONE;
     this.counts[slot]! -= 1;
-    this.size -= 1;
+    this.#size -= 1;
   }
 }

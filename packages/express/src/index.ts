@@ -5,13 +5,16 @@ import parseUrl from 'parseurl';
 import { match, type MatchFunction } from 'path-to-regexp';
 import type { WebSocket } from 'ws';
 import {
-  Heartbeat,
   UpgradeRouter,
   abortHandshake,
+  adapterEngine,
+  checkKeys,
   collectMetrics,
   isMetricsRegistry,
+  refuseUnmatched,
   type Authenticate,
   type CloseOptions,
+  type Heartbeat,
   type HeartbeatEngineOptions,
   type HeartbeatLogger,
   type HeartbeatOptions,
@@ -79,6 +82,7 @@ export interface WebSocketRoutesOptions {
    * Where the engine writes what it does: each ping and pong at debug, each termination at info,
    * an overload of the event loop at warn and its end at info. A pino-compatible logger (pino
    * itself, or anything with `debug`, `info` and `warn` taking `(object, message)`); `false` for none.
+   * The same setting as `heartbeat.logger`: give one of them (both is a `TypeError`).
    * @default false
    */
   logger?: HeartbeatLogger | false;
@@ -142,18 +146,6 @@ function decodeParam(value: string): string {
 
 class BadRequest extends Error {}
 
-/**
- * The engine's options: `heartbeat` with `logger` in it. Anything but a plain options object goes
- * to the router as it is, to be refused there.
- */
-function engineOptions(heartbeat: unknown, logger: HeartbeatLogger | false | undefined): HeartbeatEngineOptions | undefined {
-  if (logger === undefined || (typeof heartbeat === 'object' && heartbeat instanceof Heartbeat)) return heartbeat as HeartbeatEngineOptions | undefined;
-  if (heartbeat === undefined) return { logger };
-  if (typeof heartbeat !== 'object' || heartbeat === null) return heartbeat as HeartbeatEngineOptions;
-  if ('logger' in heartbeat) throw new TypeError('Set the logger once: either the "logger" option or "heartbeat.logger", not both');
-  return { ...heartbeat, logger };
-}
-
 /** A plain-text answer of a metrics handler: its status and body, unless the response already began. */
 function endPlain(res: ServerResponse, status: number, contentType: string, body: string): void {
   if (res.headersSent) {
@@ -194,17 +186,14 @@ export class WebSocketRoutes {
   #closePromise: Promise<void> | undefined;
 
   constructor(options: WebSocketRoutesOptions = {}) {
-    for (const key of Object.keys(options)) {
-      if (!OPTION_KEYS.has(key)) throw new TypeError(`Unknown @ws-heartbeat/express option "${key}"`);
-    }
+    checkKeys(options, OPTION_KEYS, '@ws-heartbeat/express');
     const { heartbeat, logger, ws = {}, maxConnections, maxConnectionsPerClient, authTimeout, caseSensitive = false, strict = false, onError } = options;
     if (typeof caseSensitive !== 'boolean') throw new TypeError(`The "caseSensitive" option must be a boolean: got ${String(caseSensitive)}`);
     if (typeof strict !== 'boolean') throw new TypeError(`The "strict" option must be a boolean: got ${String(strict)}`);
-    const engine = engineOptions(heartbeat, logger);
-    this.#router = new UpgradeRouter({ heartbeat: engine, maxConnections, maxConnectionsPerClient, authTimeout, onError });
+    const engine = adapterEngine(heartbeat, logger);
+    this.#router = new UpgradeRouter({ heartbeat: engine.heartbeat, maxConnections, maxConnectionsPerClient, authTimeout, onError });
     this.heartbeat = this.#router.heartbeat;
-    // Validated by the engine by now.
-    this.#logger = (engine instanceof Heartbeat ? undefined : engine?.logger) ?? false;
+    this.#logger = engine.logger;
     this.#wsDefaults = ws;
     this.#caseSensitive = caseSensitive;
     this.#strict = strict;
@@ -226,9 +215,7 @@ export class WebSocketRoutes {
     const handler = typeof optionsOrHandler === 'function' ? optionsOrHandler : maybeHandler;
     if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError(`A route path must be a string starting with "/": got ${String(path)}`);
     if (typeof handler !== 'function') throw new TypeError(`The handler of ${path} must be a function`);
-    for (const key of Object.keys(options)) {
-      if (!ROUTE_KEYS.has(key)) throw new TypeError(`Unknown route option "${key}"`);
-    }
+    checkKeys(options, ROUTE_KEYS, 'route');
     let matcher: MatchFunction<RouteParams>;
     try {
       matcher = match<RouteParams>(this.#strict || path === '/' ? path : path.replace(TRAILING_SLASHES, ''), {
@@ -254,24 +241,27 @@ export class WebSocketRoutes {
 
   /**
    * Serves the routes on `server` (what `app.listen()` returns, or an `http`/`https` server made
-   * with the app): adds one `'upgrade'` listener. Upgrades whose path matches no route get 404,
-   * unless the server has another `'upgrade'` listener; then they are left to it, untouched.
-   * Returns a function that closes everything, as {@link close} does.
+   * with the app): adds one `'upgrade'` listener. Upgrades whose path matches no route get 404
+   * (503 while closing), unless the server has another `'upgrade'` listener; then they are left
+   * to it, untouched. Returns the function that removes this listener again (the connections
+   * stay), as core's `router.attach()` does; mounting the same server twice returns the same
+   * function. {@link close} removes every listener once the connections are gone.
    */
-  mount(server: UpgradeServer): () => Promise<void> {
+  mount(server: UpgradeServer): () => void {
     if (this.#closePromise) throw new Error('WebSocketRoutes is closed: it cannot be mounted');
-    if (!this.#unmounts.has(server)) {
-      const routes = this;
-      const serverOnUpgrade = function serverOnUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-        if (routes.#dispatch(req, socket, head)) return;
-        // No route: the socket belongs to another 'upgrade' listener if there is one.
-        if (server.listenerCount('upgrade') > 1) return;
-        abortHandshake(socket, routes.#closePromise ? 503 : 404);
-      };
-      server.on('upgrade', serverOnUpgrade);
-      this.#unmounts.set(server, () => server.removeListener('upgrade', serverOnUpgrade));
-    }
-    return () => this.close();
+    const existing = this.#unmounts.get(server);
+    if (existing) return existing;
+    const routes = this;
+    const serverOnUpgrade = function serverOnUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      if (!routes.#dispatch(req, socket, head)) refuseUnmatched(server, socket, routes.#closePromise ? 503 : 404);
+    };
+    server.on('upgrade', serverOnUpgrade);
+    const unmount = (): void => {
+      server.removeListener('upgrade', serverOnUpgrade);
+      if (this.#unmounts.get(server) === unmount) this.#unmounts.delete(server);
+    };
+    this.#unmounts.set(server, unmount);
+    return unmount;
   }
 
   /**
@@ -318,9 +308,9 @@ export class WebSocketRoutes {
   }
 
   /**
-   * Shuts down: upgrades get 503 from now on, every connection gets close code 1001 (or 1012
-   * and `Server restarting, retry within <n> ms` with `options.retryWithin`, which
-   * `@ws-heartbeat/client` reads to come back at a random moment in that window), those
+   * Shuts down, as core's `router.close()` does: upgrades get 503 from now on, every connection
+   * gets close code 1001 (or, with `options.retryWithin`, 1012 and a reason that carries the
+   * window, which `@ws-heartbeat/client` reads to come back at a random moment in it), those
    * still open after their route's `closeTimeout` are destroyed (reason `'shutdown'`); once all
    * are gone, the `'upgrade'` listeners and the metrics of {@link metricsHandler} are removed.
    * Resolves then; `server.close()` can complete and nothing of this package keeps the process
@@ -328,8 +318,7 @@ export class WebSocketRoutes {
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.#closePromise ??= this.#router.close(options).then(() => {
-      for (const unmount of this.#unmounts.values()) unmount();
-      this.#unmounts.clear();
+      for (const unmount of [...this.#unmounts.values()]) unmount();
       for (const { remove } of this.#metrics.values()) remove();
       this.#metrics.clear();
     });

@@ -23,12 +23,17 @@ import fp from 'fastify-plugin';
 import FindMyWay from 'find-my-way';
 import type { WebSocket } from 'ws';
 import {
-  Heartbeat,
+  DEFAULT_AUTH_TIMEOUT,
   UpgradeRouter,
   abortHandshake,
+  adapterEngine,
+  checkCloseOptions,
+  checkKeys,
   collectMetrics,
   isMetricsRegistry,
-  shutdownFrame,
+  socketOnError,
+  upgradeBelongsElsewhere,
+  type Heartbeat,
   type HeartbeatEngineOptions,
   type HeartbeatOptions,
   type MetricsRegistry,
@@ -88,7 +93,8 @@ export interface WsHeartbeatOptions {
   /**
    * Heartbeat options for every WebSocket route (`interval`, `timeout`, `closeTimeout`, ...), and
    * the engine's own (`overloadThreshold`, `logger`). The engine logs through `app.log` unless
-   * `logger` is set here (`false` for no logging).
+   * `logger` is set here (`false` for no logging): the rule of every adapter, where the
+   * framework's logger is the default and a logger given is used instead.
    * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s, overloadThreshold 100 ms; logger `app.log`
    */
   heartbeat?: HeartbeatEngineOptions;
@@ -135,9 +141,9 @@ export interface WsHeartbeatOptions {
   metricsRegistry?: MetricsRegistry;
   /**
    * On `app.close()`, tell the clients to come back within this many ms: every connection is
-   * closed with code 1012 and the reason `Server restarting, retry within <n> ms`, which
-   * `@ws-heartbeat/client` reads to reconnect at a random moment in that window. Without it,
-   * connections get 1001 `Server shutting down`.
+   * closed with code 1012 and a reason that carries the window (the retry hint of
+   * `@ws-heartbeat/protocol`), which `@ws-heartbeat/client` reads to reconnect at a random moment
+   * in it. Without it, connections get 1001 `Server shutting down`.
    * @default none
    */
   retryWithin?: number;
@@ -215,25 +221,12 @@ const PLUGIN_KEYS = new Set([
   'metricsRegistry',
   'retryWithin',
 ]);
-const DEFAULT_AUTH_TIMEOUT = 10_000;
 
 /** A GET path option (`statsRoute`, `metricsRoute`): a path starting with "/", or false. */
 function checkPathOption(name: string, value: unknown): void {
   if (value !== false && (typeof value !== 'string' || !value.startsWith('/'))) {
     throw new TypeError(`The "${name}" option must be a path starting with "/" or false: got ${String(value)}`);
   }
-}
-
-/**
- * The engine's options: the plugin's `heartbeat`, with `app.log` as its logger unless it names
- * one (or `false`). Anything but a plain options object goes to the router as it is, to be refused there.
- */
-function engineOptions(fastify: FastifyInstance, heartbeat: unknown): HeartbeatEngineOptions | undefined {
-  if (heartbeat === undefined) return { logger: fastify.log };
-  if (typeof heartbeat !== 'object' || heartbeat === null || heartbeat instanceof Heartbeat || 'logger' in heartbeat) {
-    return heartbeat as HeartbeatEngineOptions | undefined;
-  }
-  return { ...heartbeat, logger: fastify.log };
 }
 
 function pendingUpgrade(request: FastifyRequest): PendingUpgrade | undefined {
@@ -247,10 +240,6 @@ function responseOnFinish(this: ServerResponse): void {
   if (socket === null) return;
   socket.once('finish', socket.destroy);
   socket.end();
-}
-
-function socketOnError(this: Duplex): void {
-  this.destroy();
 }
 
 /** Fastify's hooks took longer than `authTimeout`: whatever they answer later goes nowhere. */
@@ -279,9 +268,7 @@ const plugin: FastifyPluginCallback<WsHeartbeatOptions> = (fastify, options, don
 };
 
 function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
-  for (const key of Object.keys(options)) {
-    if (!PLUGIN_KEYS.has(key)) throw new TypeError(`Unknown @ws-heartbeat/fastify option "${key}"`);
-  }
+  checkKeys(options, PLUGIN_KEYS, '@ws-heartbeat/fastify');
   const {
     heartbeat,
     ws: wsDefaults = {},
@@ -293,7 +280,7 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     metricsRegistry,
     retryWithin,
   } = options;
-  shutdownFrame({ retryWithin }); // throws for an invalid value, before anything is set up
+  checkCloseOptions({ retryWithin }); // throws for an invalid value, before anything is set up
   checkPathOption('statsRoute', statsRoute);
   checkPathOption('metricsRoute', metricsRoute);
   if (metricsRegistry !== undefined && !isMetricsRegistry(metricsRegistry)) {
@@ -303,7 +290,7 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
     throw new TypeError(`The "metricsRoute" option (${metricsRoute}) needs a "metricsRegistry" to serve`);
   }
   const router = new UpgradeRouter({
-    heartbeat: engineOptions(fastify, heartbeat),
+    heartbeat: adapterEngine(heartbeat, undefined, fastify.log).heartbeat,
     maxConnections,
     maxConnectionsPerClient,
     authTimeout, // validated there; the plugin's own timer below uses it
@@ -402,9 +389,9 @@ function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: Rou
 
   const server = fastify.server;
   function serverOnUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const ours = webSocketPaths.find('GET', req.url ?? '/') !== null;
-    // Not one of our paths: when another listener is there, the socket is its business.
-    if (!ours && server.listenerCount('upgrade') > 1) return;
+    // Not one of our paths: when another listener is there, the socket is its business (otherwise
+    // Fastify answers it, 404 for a path it does not know).
+    if (webSocketPaths.find('GET', req.url ?? '/') === null && upgradeBelongsElsewhere(server)) return;
     socket.on('error', socketOnError);
     const pending: PendingUpgrade = { socket, head, timer: undefined };
     pending.timer = setTimeout(authTimeoutExpired, authTimeout, pending);

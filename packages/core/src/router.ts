@@ -1,139 +1,34 @@
 import type { EventEmitter } from 'node:events';
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { CLOSE_INTERNAL_ERROR } from '@ws-heartbeat/protocol';
 import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
 import { checkKeys, describe, fail, rethrow } from './errors';
-import { Heartbeat, shutdownFrame, type CloseOptions, type HeartbeatEngineOptions } from './heartbeat';
-import { abortHandshake, socketOnError } from './http';
-import { DEFAULTS as HEARTBEAT_DEFAULTS, type HeartbeatOptions } from './options';
+import { Heartbeat } from './heartbeat';
+import { abortHandshake, refuseUnmatched, socketOnError } from './http';
+import { Leases, type Lease } from './leases';
+import { DEFAULTS as HEARTBEAT_DEFAULTS } from './options';
 import { compilePath, splitPath, type PathMatcher, type PathParams } from './path';
-
-/**
- * Decides whether an upgrade request may become a WebSocket, before anything is sent to the
- * client. `true` accepts; `false` refuses with 401; a number from 400 to 599 refuses with that
- * status. Anything else, a throw or a rejection refuses with 500.
- */
-export type Authenticate = (req: IncomingMessage) => boolean | number | Promise<boolean | number>;
-
-/**
- * Receives each accepted connection, already tracked by the heartbeat engine. `params` holds the
- * route's `:name` segments, percent-decoded. A handler that throws (or returns a promise that
- * rejects) gets its connection closed with 1011; the process carries on.
- */
-export type ConnectionHandler = (ws: WebSocket, req: IncomingMessage, params: PathParams) => void | Promise<unknown>;
-
-/** Which `Origin` header values a route accepts. */
-export type OriginPolicy = readonly string[] | ((origin: string | undefined) => boolean);
-
-/** `ws` server options a route may set; the router owns the server side of the upgrade. */
-export type RouteWsOptions = Omit<
-  ServerOptions,
-  'host' | 'port' | 'backlog' | 'server' | 'noServer' | 'path' | 'verifyClient'
->;
-
-/** Where an error reported to {@link UpgradeRouterOptions.onError} came from. */
-export type RouterErrorPhase = 'origins' | 'authenticate' | 'connection';
-
-/** The servers {@link UpgradeRouter.attach} accepts. */
-export type UpgradeServer = HttpServer | HttpsServer;
-
-export interface UpgradeRouterOptions {
-  /**
-   * The engine that manages every accepted connection: a `Heartbeat` to share, or the options of
-   * a new one that this router creates. `close()` closes it either way.
-   * @default a new `Heartbeat` with its default options
-   */
-  heartbeat?: Heartbeat | HeartbeatEngineOptions;
-  /**
-   * Most connections over all routes (open ones and upgrades still authenticating); beyond it
-   * upgrades are refused with 503.
-   * @default Infinity
-   */
-  maxConnections?: number;
-  /**
-   * Most connections from one remote address (`req.socket.remoteAddress`), counted like
-   * `maxConnections`; beyond it upgrades are refused with 429.
-   * @default Infinity
-   */
-  maxConnectionsPerClient?: number;
-  /**
-   * Milliseconds an asynchronous `authenticate` may take; after that the upgrade is refused with
-   * 503 and a late answer is ignored.
-   * @default 10_000
-   */
-  authTimeout?: number;
-  /**
-   * Receives the errors the router catches so that they cannot crash the process: a throwing
-   * origin check, a throwing or rejecting `authenticate`, a throwing or rejecting handler.
-   * @default reports each one with `process.emitWarning`
-   */
-  onError?: (error: unknown, info: { route: string; phase: RouterErrorPhase }) => void;
-}
-
-export interface RouteOptions {
-  /** Receives each accepted connection. */
-  handler: ConnectionHandler;
-  /**
-   * Heartbeat options of this route, over the engine's own.
-   * @default the engine's options
-   */
-  heartbeat?: HeartbeatOptions;
-  /**
-   * `ws` server options for this route (`maxPayload`, `perMessageDeflate`, `handleProtocols`, ...).
-   * The close timeout comes from `heartbeat.closeTimeout`. A message larger than `maxPayload`
-   * closes its connection with 1009 before it is buffered.
-   * @default `ws`'s defaults, with `clientTracking: false` and `maxPayload` 1 MiB (1_048_576) instead of 100 MiB
-   */
-  ws?: RouteWsOptions;
-  /**
-   * Checks each upgrade request before the WebSocket exists.
-   * @default every request is accepted
-   */
-  authenticate?: Authenticate;
-  /**
-   * Accepted `Origin` values: a list of origins (`'https://example.com'`; a request without an
-   * `Origin` header, which is how non-browser clients connect, is accepted), or a function that
-   * receives the header (`undefined` when absent). A refused origin gets 403.
-   * @default every origin is accepted
-   */
-  origins?: OriginPolicy;
-  /**
-   * Most connections on this route (open ones and upgrades still authenticating); beyond it
-   * upgrades are refused with 503.
-   * @default Infinity
-   */
-  maxConnections?: number;
-}
-
-const DEFAULTS = {
-  maxConnections: Infinity,
-  maxConnectionsPerClient: Infinity,
-  authTimeout: 10_000,
-} as const;
-
-/**
- * The largest message a route accepts unless its `ws.maxPayload` says otherwise: 1 MiB, as
- * Python's `websockets` and socket.io bound theirs. `ws`'s own 100 MiB lets a handful of peers make
- * the server buffer gigabytes.
- */
-export const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
-
-const ROUTER_KEYS = new Set(['heartbeat', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'onError']);
-const ROUTE_KEYS = new Set(['handler', 'heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
-/** `ws` options the router sets itself, with what to use instead. */
-const RESERVED_WS_KEYS: Record<string, string> = {
-  host: 'attach the router to a server',
-  port: 'attach the router to a server',
-  backlog: 'attach the router to a server',
-  server: 'use router.attach(server)',
-  noServer: 'the router always handles the upgrade itself',
-  path: 'the route pattern is the path',
-  verifyClient: 'use the route option authenticate',
-  closeTimeout: 'use the route option heartbeat.closeTimeout',
-};
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const INTERNAL_ERROR = 1011;
+import {
+  checkAuthTimeout,
+  checkWsOptions,
+  compileOrigins,
+  DEFAULT_MAX_PAYLOAD,
+  isObject,
+  isPromiseLike,
+  limit,
+  reportWarning,
+  ROUTE_KEYS,
+  ROUTER_KEYS,
+  type Authenticate,
+  type ConnectionHandler,
+  type RouterErrorPhase,
+  type RouteOptions,
+  type UpgradeRouterOptions,
+  type UpgradeServer,
+} from './router-options';
+import { checkCloseOptions } from './shutdown';
+import type { CloseOptions } from './types';
 
 /** A route as the router keeps it. */
 interface Route {
@@ -149,16 +44,6 @@ interface Route {
   connections: number;
 }
 
-/** One counted connection, from the limit check until its `ws` emits `'close'`. */
-interface Lease {
-  readonly route: Route;
-  /** Set only when the per-client limit is on. */
-  readonly address: string | undefined;
-  released: boolean;
-  /** The `ws` exists: it releases the lease on `'close'`. */
-  accepted: boolean;
-}
-
 /** An upgrade waiting for an asynchronous `authenticate`. */
 interface PendingAuth {
   readonly params: PathParams;
@@ -170,69 +55,8 @@ interface PendingAuth {
 
 type ServerUpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
-
-function limit(name: string, value: unknown): number {
-  if (value === undefined) return Infinity;
-  if (value !== Infinity && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)) {
-    fail(name, 'a positive integer or Infinity', value);
-  }
-  return value;
-}
-
-function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
-}
-
-function compileOrigins(origins: unknown): ((origin: string | undefined) => boolean) | undefined {
-  if (origins === undefined) return undefined;
-  if (typeof origins === 'function') return origins as (origin: string | undefined) => boolean;
-  if (!Array.isArray(origins)) return fail('origins', 'an array of origins or a function', origins);
-  const allowed = new Set<string>();
-  for (const entry of origins as unknown[]) {
-    if (entry === 'null') {
-      allowed.add(entry); // opaque origins (sandboxed frames, file:) send the literal "null"
-      continue;
-    }
-    let url: URL | undefined;
-    try {
-      url = typeof entry === 'string' ? new URL(entry) : undefined;
-    } catch {
-      url = undefined;
-    }
-    if (url === undefined || url.origin === 'null' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-      fail('origins', 'a list of origins such as "https://example.com" (scheme, host and optional port only)', entry);
-    }
-    allowed.add(url.origin);
-  }
-  return function originInList(origin) {
-    return origin === undefined || allowed.has(origin) || allowed.has(origin.toLowerCase());
-  };
-}
-
-function checkWsOptions(ws: unknown): RouteWsOptions {
-  if (ws === undefined) return {};
-  if (!isObject(ws)) return fail('ws', 'an object of ws server options', ws);
-  for (const key of Object.keys(ws)) {
-    const instead = RESERVED_WS_KEYS[key];
-    if (instead !== undefined) throw new TypeError(`The "ws.${key}" option is set by the router: ${instead}`);
-  }
-  const { maxPayload } = ws as RouteWsOptions;
-  if (maxPayload !== undefined && (typeof maxPayload !== 'number' || !Number.isSafeInteger(maxPayload) || maxPayload < 0)) {
-    fail('ws.maxPayload', 'a whole number of bytes (0 for no limit)', maxPayload);
-  }
-  return ws as RouteWsOptions;
-}
-
 function closeServer(wss: WebSocketServer): Promise<void> {
   return new Promise((resolve) => wss.close(() => resolve()));
-}
-
-function reportWarning(error: unknown, info: { route: string; phase: RouterErrorPhase }): void {
-  const message = error instanceof Error ? error.stack ?? error.message : String(error);
-  process.emitWarning(`${info.phase} of route ${info.route} failed: ${message}`, 'UpgradeRouterWarning');
 }
 
 /**
@@ -240,8 +64,8 @@ function reportWarning(error: unknown, info: { route: string; phase: RouterError
  * not become WebSockets with a plain HTTP answer (never a 101 first), and hands every accepted
  * connection to a heartbeat engine.
  *
- * Checks, in order: router closed (503), path (404, or left to another `'upgrade'` listener),
- * origin (403), connection limits (503, or 429 per client address), `authenticate` (401 or its
+ * Checks, in order: path (no route: 404, or left to another `'upgrade'` listener), router
+ * closing (503; an unmatched path gets 503 too, unless another listener takes it), origin (403), connection limits (503, or 429 per client address), `authenticate` (401 or its
  * status; 500 if it fails, 503 if it takes longer than `authTimeout`), then the handshake as
  * `ws` validates it (400, or 405 for a method other than GET).
  *
@@ -254,8 +78,6 @@ export class UpgradeRouter {
   /** The engine that manages every connection this router accepts. */
   readonly heartbeat: Heartbeat;
 
-  readonly #maxConnections: number;
-  readonly #maxConnectionsPerClient: number;
   readonly #authTimeout: number;
   readonly #onError: NonNullable<UpgradeRouterOptions['onError']>;
 
@@ -265,17 +87,12 @@ export class UpgradeRouter {
   readonly #routesByName = new Map<string, Route>();
   readonly #detachers = new Map<UpgradeServer, () => void>();
   readonly #pending = new Map<Duplex, PendingAuth>();
-  /** Leases waiting for a socket or a `ws` to close. */
-  readonly #leases = new WeakMap<Duplex | WebSocket, Lease>();
-  #connections = 0;
-  readonly #connectionsPerClient = new Map<string, number>();
+  readonly #leases: Leases;
   #closing = false;
   #closePromise: Promise<void> | undefined;
 
   // Listeners shared by every socket and connection of this router: `this` is the emitter.
   readonly #socketOnGone: (this: Duplex) => void;
-  readonly #socketOnClose: (this: Duplex) => void;
-  readonly #wsOnClose: (this: WebSocket) => void;
   readonly #authTimeoutExpired: (socket: Duplex) => void;
 
   constructor(options: UpgradeRouterOptions = {}) {
@@ -284,13 +101,8 @@ export class UpgradeRouter {
     const { heartbeat, onError } = options;
     if (heartbeat !== undefined && !isObject(heartbeat)) fail('heartbeat', 'a Heartbeat or heartbeat options', heartbeat);
     if (onError !== undefined && typeof onError !== 'function') fail('onError', 'a function', onError);
-    this.#maxConnections = limit('maxConnections', options.maxConnections);
-    this.#maxConnectionsPerClient = limit('maxConnectionsPerClient', options.maxConnectionsPerClient);
-    const authTimeout = options.authTimeout ?? DEFAULTS.authTimeout;
-    if (typeof authTimeout !== 'number' || !Number.isFinite(authTimeout) || authTimeout < 1 || authTimeout > MAX_TIMER_MS) {
-      fail('authTimeout', `a finite number of milliseconds from 1 to ${MAX_TIMER_MS}`, authTimeout);
-    }
-    this.#authTimeout = authTimeout;
+    this.#leases = new Leases(limit('maxConnections', options.maxConnections), limit('maxConnectionsPerClient', options.maxConnectionsPerClient));
+    this.#authTimeout = checkAuthTimeout(options.authTimeout);
     this.#onError = onError ?? reportWarning;
     this.heartbeat = heartbeat instanceof Heartbeat ? heartbeat : new Heartbeat(heartbeat);
 
@@ -298,12 +110,6 @@ export class UpgradeRouter {
     this.#socketOnGone = function socketOnGone() {
       // The client left (or half-closed) while `authenticate` was running.
       router.#abandon(this);
-    };
-    this.#socketOnClose = function socketOnClose() {
-      router.#releaseOf(this);
-    };
-    this.#wsOnClose = function wsOnClose() {
-      router.#releaseOf(this);
     };
     this.#authTimeoutExpired = function authTimeoutExpired(socket) {
       router.#refusePending(socket, 503);
@@ -402,10 +208,10 @@ export class UpgradeRouter {
   }
 
   /**
-   * Handles the `'upgrade'` events of `server`. Paths that match no route are answered 404,
-   * unless the server has another `'upgrade'` listener: then they are left to it, untouched.
-   * Returns the function that removes the listener again. Attaching twice to the same server
-   * returns the first detach function.
+   * Handles the `'upgrade'` events of `server`: adds one listener. Paths that match no route are
+   * answered 404 (503 while closing), unless the server has another `'upgrade'` listener: then
+   * they are left to it, untouched. Returns the function that removes this listener again (the
+   * connections stay); attaching twice to the same server returns the same function.
    */
   attach(server: UpgradeServer): () => void {
     if (this.#closing) throw new Error('UpgradeRouter is closed: it cannot be attached');
@@ -414,11 +220,7 @@ export class UpgradeRouter {
     const emitter: EventEmitter = server;
     const router = this;
     const serverOnUpgrade: ServerUpgradeListener = function serverOnUpgrade(req, socket, head) {
-      if (router.#take(req, socket, head)) return;
-      // No route: the socket belongs to another 'upgrade' listener if there is one.
-      if (emitter.listeners('upgrade').some((listener) => listener !== serverOnUpgrade)) return;
-      socket.on('error', socketOnError);
-      abortHandshake(socket, 404);
+      if (!router.#take(req, socket, head)) refuseUnmatched(server, socket, router.#closing ? 503 : 404);
     };
     emitter.on('upgrade', serverOnUpgrade);
     const detach = (): void => {
@@ -436,20 +238,24 @@ export class UpgradeRouter {
    * After `close()`, every request is answered 503.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    if (this.#closing) {
+      abortHandshake(socket, 503);
+      return true;
+    }
     return this.#take(req, socket, head);
   }
 
   /**
    * Shuts down: answers 503 to every upgrade from now on and to those still authenticating,
-   * removes the `'upgrade'` listeners, closes the heartbeat engine (1001 to every connection, or
-   * 1012 with a retry hint given `retryWithin`; see `Heartbeat.close`) and the routes' `ws`
-   * servers. Resolves once every connection is gone. Safe to call more than once.
+   * closes the heartbeat engine (1001 to every connection, or 1012 with a retry hint given
+   * `retryWithin`; see `Heartbeat.close`) and the routes' `ws` servers, then removes the
+   * `'upgrade'` listeners that `attach()` added. Resolves once every connection is gone. Safe to
+   * call more than once.
    */
   close(options: CloseOptions = {}): Promise<void> {
     if (this.#closePromise) return this.#closePromise;
-    shutdownFrame(options); // an invalid retryWithin throws here, before anything has changed
+    checkCloseOptions(options); // an invalid retryWithin throws here, before anything has changed
     this.#closing = true;
-    for (const detach of [...this.#detachers.values()]) detach();
     for (const socket of [...this.#pending.keys()]) this.#refusePending(socket, 503);
     this.#closePromise = this.#shutdown(options);
     return this.#closePromise;
@@ -458,15 +264,11 @@ export class UpgradeRouter {
   async #shutdown(options: CloseOptions): Promise<void> {
     await this.heartbeat.close(options);
     await Promise.all([...this.#routesByName.values()].map((route) => closeServer(route.wss)));
+    for (const detach of [...this.#detachers.values()]) detach();
   }
 
-  /** The checks before `authenticate`; false only when no route matches (socket untouched). */
+  /** Matches the path to a route and takes the socket (503 while closing); false when no route matches (socket untouched). */
   #take(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
-    if (this.#closing) {
-      socket.on('error', socketOnError);
-      abortHandshake(socket, 503);
-      return true;
-    }
     const segments = splitPath(req.url ?? '');
     let route: Route | undefined;
     let params: PathParams | null = null;
@@ -481,7 +283,8 @@ export class UpgradeRouter {
     }
     if (route === undefined || params === null) return false;
     socket.on('error', socketOnError);
-    this.#admit(route, params, req, socket, head);
+    if (this.#closing) abortHandshake(socket, 503);
+    else this.#admit(route, params, req, socket, head);
     return true;
   }
 
@@ -502,7 +305,7 @@ export class UpgradeRouter {
       }
     }
 
-    const lease = this.#reserve(route, req);
+    const lease = this.#leases.take(route, req);
     if (typeof lease === 'number') {
       abortHandshake(socket, lease);
       return;
@@ -573,34 +376,31 @@ export class UpgradeRouter {
   #abandon(socket: Duplex): void {
     const pending = this.#settle(socket);
     if (pending === undefined) return;
-    this.#release(pending.lease);
+    this.#leases.release(pending.lease);
     socket.destroy();
   }
 
   /** Hands the socket to the route's `ws` server, which validates the handshake and answers 101. */
   #upgrade(route: Route, params: PathParams, req: IncomingMessage, socket: Duplex, head: Buffer, lease: Lease): void {
     if (socket.destroyed || !socket.readable || !socket.writable) {
-      this.#release(lease);
+      this.#leases.release(lease);
       socket.destroy();
       return;
     }
-    route.wss.handleUpgrade(req, socket, head, (ws) => this.#accept(route, params, req, socket, lease, ws));
-    if (lease.accepted) return;
-    // `ws` refused the handshake (it answered 400 or 405) or destroyed the socket.
-    if (socket.closed) {
-      this.#release(lease);
-    } else {
-      this.#leases.set(socket, lease);
-      socket.once('close', this.#socketOnClose);
-    }
+    let upgraded = false;
+    route.wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
+      this.#connected(route, params, req, socket, lease, ws);
+    });
+    // `ws` refused the handshake (it answered 400 or 405) or destroyed the socket; or it has yet
+    // to call back (then the socket's lease moves to the `ws` when it does).
+    if (!upgraded) this.#leases.holdUntilClose(socket, lease);
   }
 
-  #accept(route: Route, params: PathParams, req: IncomingMessage, socket: Duplex, lease: Lease, ws: WebSocket): void {
-    lease.accepted = true;
-    socket.removeListener('close', this.#socketOnClose);
+  /** The upgrade succeeded: the engine tracks the connection, then the route's handler gets it. */
+  #connected(route: Route, params: PathParams, req: IncomingMessage, socket: Duplex, lease: Lease, ws: WebSocket): void {
+    this.#leases.handOver(socket, ws, lease);
     socket.removeListener('error', socketOnError); // `ws` listens for socket errors from now on
-    this.#leases.set(ws, lease);
-    ws.once('close', this.#wsOnClose);
     try {
       this.heartbeat.track(ws, { route: route.name, socket });
       const result = route.handler(ws, req, params);
@@ -614,45 +414,11 @@ export class UpgradeRouter {
 
   #connectionFailed(error: unknown, route: Route, ws: WebSocket): void {
     this.#report(error, route, 'connection');
-    if (ws.readyState === WebSocket.OPEN) ws.close(INTERNAL_ERROR, 'Internal Error');
-  }
-
-  /** Counts a connection against every limit, or returns the status that refuses it. */
-  #reserve(route: Route, req: IncomingMessage): Lease | number {
-    if (this.#connections >= this.#maxConnections || route.connections >= route.maxConnections) return 503;
-    let address: string | undefined;
-    if (this.#maxConnectionsPerClient !== Infinity) {
-      address = req.socket.remoteAddress ?? '';
-      const count = this.#connectionsPerClient.get(address) ?? 0;
-      if (count >= this.#maxConnectionsPerClient) return 429;
-      this.#connectionsPerClient.set(address, count + 1);
-    }
-    this.#connections += 1;
-    route.connections += 1;
-    return { route, address, released: false, accepted: false };
-  }
-
-  #release(lease: Lease): void {
-    if (lease.released) return;
-    lease.released = true;
-    this.#connections -= 1;
-    lease.route.connections -= 1;
-    const { address } = lease;
-    if (address === undefined) return;
-    const count = (this.#connectionsPerClient.get(address) ?? 1) - 1;
-    if (count > 0) this.#connectionsPerClient.set(address, count);
-    else this.#connectionsPerClient.delete(address);
-  }
-
-  #releaseOf(emitter: Duplex | WebSocket): void {
-    const lease = this.#leases.get(emitter);
-    if (lease === undefined) return;
-    this.#leases.delete(emitter);
-    this.#release(lease);
+    if (ws.readyState === WebSocket.OPEN) ws.close(CLOSE_INTERNAL_ERROR, 'Internal Error');
   }
 
   #refuseLeased(socket: Duplex, lease: Lease, status: number): void {
-    this.#release(lease);
+    this.#leases.release(lease);
     abortHandshake(socket, status);
   }
 
