@@ -10,179 +10,19 @@
  * in) and in Node (with `ws`, or the global `WebSocket` where Node has one).
  */
 
-import { APP_PING, parseAppPong, parseRetryHint } from '@ws-heartbeat/protocol';
+import { parseAppPong, parseRetryHint } from '@ws-heartbeat/protocol';
+import { backoffDelay, DEFAULTS, LATE_TIMER_MS, positive, RECONNECT_DEFAULTS, type HeartbeatClientOptions, type ReconnectOptions } from './options';
+import { CLOSED, CLOSING, CONNECTING, OPEN, type ClientEventMap, type ClientEventType, type ClientListener, type DeadReason, type SendData, type WebSocketConstructor, type WebSocketLike } from './types';
 
-/** The part of a WebSocket (the browser's, `ws`, Node's global one) that the client uses. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  binaryType?: string;
-  send(data: never): void;
-  close(code?: number, reason?: string): void;
-  /** `ws` has it: ends the TCP connection at once, without a closing handshake. */
-  terminate?(): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-}
-
-/** A WebSocket constructor: `globalThis.WebSocket` in a browser, `require('ws')` in Node. */
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
-
-/** Data the client can send: what the platform's `WebSocket.send()` takes. */
-export type SendData = string | ArrayBufferLike | ArrayBufferView | Blob;
-
-export interface ReconnectOptions {
-  /**
-   * The first retry waits up to this long (ms); each failed retry multiplies the bound by `factor`.
-   * @default 500
-   */
-  minDelay?: number;
-  /**
-   * The most any retry waits (ms).
-   * @default 30_000
-   */
-  maxDelay?: number;
-  /**
-   * How much the bound grows per failed retry.
-   * @default 2
-   */
-  factor?: number;
-  /**
-   * Retries after which the client gives up (readyState CLOSED, a `'close'` event with `final: true`).
-   * @default Infinity
-   */
-  maxRetries?: number;
-  /**
-   * A connection that stays open this long (ms) resets the backoff to its first step.
-   * @default 10_000
-   */
-  resetAfter?: number;
-}
-
-export interface HeartbeatClientOptions {
-  /**
-   * Subprotocols, as for `new WebSocket(url, protocols)`.
-   * @default none
-   */
-  protocols?: string | string[];
-  /**
-   * The WebSocket constructor. Node 20 has no global WebSocket: pass `ws` (`require('ws')`).
-   * @default globalThis.WebSocket
-   */
-  WebSocket?: WebSocketConstructor;
-  /**
-   * When nothing has arrived for this long (ms), the client sends a heartbeat message.
-   * Left unset, the server's own `interval` is used: the client then sends a heartbeat as soon as
-   * the connection opens, and takes the setting from the answer.
-   * @default 30_000 until the server's answer
-   */
-  pingInterval?: number;
-  /**
-   * When nothing arrives this long (ms) after a heartbeat message, the server is dead: the client
-   * closes the connection and reconnects. Left unset, the server's own `timeout` is used, as for
-   * `pingInterval`.
-   * @default 10_000 until the server's answer
-   */
-  pongTimeout?: number;
-  /**
-   * The heartbeat message. The server's `appHeartbeat` recognises the default.
-   * @default '{"type":"ping"}'
-   */
-  heartbeatMessage?: string;
-  /**
-   * Reconnect after the connection is lost, with exponential backoff and full jitter; `false`
-   * to stay closed.
-   * @default {}
-   */
-  reconnect?: ReconnectOptions | false;
-  /**
-   * Messages `send()` keeps while the connection is not open, delivered in order once it is.
-   * When the queue is full, `send()` refuses the message (returns false). `0`: no queue.
-   * @default 0
-   */
-  queueSize?: number;
-  /**
-   * `binaryType` of each socket (`'arraybuffer'`, `'blob'`, or `ws`'s `'nodebuffer'`).
-   * @default the platform's
-   */
-  binaryType?: string;
-}
-
-/** Why the client declared the server dead. */
-export type DeadReason = 'timeout' | 'connection-lost';
-
-export interface ClientEventMap {
-  /** The connection is open. */
-  open: { type: 'open'; url: string };
-  /** An application message arrived (heartbeat answers are not delivered). */
-  message: { type: 'message'; data: unknown };
-  /**
-   * A connection ended. `final` is true when the client will not reconnect (`close()` was called,
-   * reconnect is off, or `maxRetries` is spent).
-   */
-  close: { type: 'close'; code: number; reason: string; wasClean: boolean; final: boolean };
-  /** The server answered a heartbeat message after `rtt` ms; `server` holds its settings, when it sent them. */
-  heartbeat: { type: 'heartbeat'; rtt: number; server: { interval: number; timeout: number } | undefined };
-  /** The server is gone: it did not answer a heartbeat within `pongTimeout`, or the connection dropped. */
-  dead: { type: 'dead'; reason: DeadReason; silentMs: number };
-  /** The client will connect again after `delay` ms; `attempt` counts from 1. `hinted`: the server named the window. */
-  reconnecting: { type: 'reconnecting'; attempt: number; delay: number; hinted: boolean };
-  /** The socket reported an error (a 'close' follows). */
-  error: { type: 'error'; error: unknown };
-}
-
-export type ClientEventType = keyof ClientEventMap;
-export type ClientListener<K extends ClientEventType> = (event: ClientEventMap[K]) => void;
-
-/** The client's state, as `WebSocket.readyState` numbers it; RECONNECTING counts as CONNECTING. */
-export const CONNECTING = 0;
-export const OPEN = 1;
-export const CLOSING = 2;
-export const CLOSED = 3;
-
-const DEFAULTS = {
-  pingInterval: 30_000,
-  pongTimeout: 10_000,
-  heartbeatMessage: APP_PING,
-  queueSize: 0,
-} as const;
-
-const RECONNECT_DEFAULTS: Required<ReconnectOptions> = {
-  minDelay: 500,
-  maxDelay: 30_000,
-  factor: 2,
-  maxRetries: Infinity,
-  resetAfter: 10_000,
-};
-
-/**
- * A timer that fires more than this late (ms), or more than half the `pongTimeout` late, was
- * throttled (a background tab) or slept through (a suspended laptop): its verdict would be about
- * time the client did not see. Browsers delay background timers by up to a second.
- */
-export const LATE_TIMER_MS = 1_500;
+export { backoffDelay, LATE_TIMER_MS } from './options';
+export type { HeartbeatClientOptions, ReconnectOptions } from './options';
+export { CLOSED, CLOSING, CONNECTING, OPEN } from './types';
+export type { ClientEventMap, ClientEventType, ClientListener, DeadReason, SendData, WebSocketConstructor, WebSocketLike } from './types';
 
 /** The window, in ms, within which the server asked its clients to reconnect; undefined without one. */
 export const retryHint: (code: number, reason: string) => number | undefined = parseRetryHint;
 
-/**
- * The delay before retry number `attempt` (from 1): full jitter, a uniformly random delay from 0
- * to `min(maxDelay, minDelay × factor^(attempt − 1))`.
- */
-export function backoffDelay(attempt: number, options: Required<ReconnectOptions>, random: () => number = Math.random): number {
-  const bound = Math.min(options.maxDelay, options.minDelay * options.factor ** Math.max(0, attempt - 1));
-  return random() * bound;
-}
-
 function ignore(): void {}
-
-function positive(name: string, value: unknown, allowInfinity = false): number {
-  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0 || (!allowInfinity && !Number.isFinite(value))) {
-    throw new TypeError(`The "${name}" option must be a positive number: got ${String(value)}`);
-  }
-  return value;
-}
 
 /**
  * A WebSocket that keeps itself alive.

@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { answerAppHeartbeat } from './app-heartbeat';
 import { SendBacklog } from './backlog';
 import { APP_HEARTBEAT, CLOSING, ConnectionTable, FREE, IDLE_ONLY, OPEN, PING_OUT, READS_WATCHED, TERMINATED } from './connections';
 import { fail, rethrow } from './errors';
 import { addressOf, idOf, intercept, interceptors, pingsDirectly, release, socketOf, type Interceptors } from './intercept';
+import { firstPingSpread, Liveness } from './liveness';
 import { LoadMonitor } from './load';
 import { logEvents } from './log';
 import { TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
@@ -22,37 +22,8 @@ const ENGINE_DEFAULTS = { overloadThreshold: 100 } as const;
 const WHEEL_SLOTS = 1024;
 const LOGGER_METHODS = ['debug', 'info', 'warn'] as const;
 
-// The liveness rule's constants. The rule itself is `check()`, below.
-
-/** How often a route with `maxBufferedAmount` re-reads its connections' queues, at most. */
-const BUFFER_CHECK_MS = 1_000;
-/** How often, at most, a connection with bytes queued to it is looked at for progress of that queue. */
-const PROGRESS_CHECK_MS = 250;
-/** How much earlier than its due time a new connection's first ping may go, at most, to keep ticks even. */
-const FIRST_PING_SPREAD_MS = 2_500;
 /** A server's ping frame: FIN and opcode 0x9, unmasked, no payload (what `ws.ping()` sends). */
 const PING_FRAME = Buffer.from([0x89, 0x00]);
-
-/** The window before its due time in which a new connection's first ping may be placed. */
-function firstPingSpread(options: ResolvedOptions): number {
-  return Math.min(options.interval / 4, FIRST_PING_SPREAD_MS);
-}
-/**
- * While bytes are queued to a peer, how often its queue is looked at: a quarter of the timeout, at
- * most {@link PROGRESS_CHECK_MS}, never less than a tick. Queue progress is seen this late at most,
- * which is all it adds to the bound of a peer that vanishes in the middle of a download.
- */
-function progressCheck(options: ResolvedOptions): number {
-  return Math.max(TICK_MS, Math.min(options.timeout / 4, PROGRESS_CHECK_MS));
-}
-/**
- * When a connection pinged at `pingAt`, whose last sign of life came at `lastSeen`, is judged:
- * `timeout` after the ping was due, or after it was sent if that was later (a ping sent late, after
- * a stall, still gets its full timeout).
- */
-function verdictDue(pingAt: number, lastSeen: number, options: ResolvedOptions): number {
-  return Math.max(pingAt, lastSeen + options.interval) + options.timeout;
-}
 
 /**
  * The heartbeat engine: tells, for every tracked server-side `ws` connection, whether the peer is
@@ -80,6 +51,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly backlog = new SendBacklog();
   private readonly table: ConnectionTable;
   private readonly verdicts: DeferredVerdicts;
+  private readonly liveness: Liveness;
   private readonly interceptors: Interceptors;
   private readonly load: LoadMonitor;
 
@@ -109,9 +81,17 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       this.backlog.ensureCapacity(capacity);
       this.wheel.ensureCapacity(capacity);
     });
+    const engine = this;
+    this.liveness = new Liveness(this.table, this.routes, this.backlog, {
+      get closing() {
+        return engine.closing;
+      },
+      ping: (id, ws) => this.ping(id, ws),
+      judge: (id, final, reason) => this.judge(id, final, reason),
+    });
     this.verdicts = new DeferredVerdicts(
       (id, at) => {
-        const next = this.check(id, at, true);
+        const next = this.liveness.check(id, at, true);
         if (next !== Infinity) this.wheel.schedule(id, next);
       },
       () => this.wake(),
@@ -261,85 +241,6 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.wake();
   }
 
-  /**
-   * Decides what a due connection needs and returns when to look at it again (`Infinity`: not
-   * in the wheel any more). With `final` false, a connection that looks dead becomes a suspect
-   * whose verdict waits until pending input has been read; with `final` true it is ended.
-   *
-   * In order: CLOSING for `closeTimeout` → ended; more than `maxBufferedAmount` queued to the peer
-   * → ended (`backpressure`); our queue to the peer moved since the last look → a sign of life
-   * now (one that lasts while the kernels deliver their tail, when the queue has just emptied);
-   * a sign of life after the latest ping answers it; a ping still unanswered `timeout` after
-   * it was due (or sent, if later) → ended (`timeout`); otherwise a ping once one is due: an
-   * interval after the last sign of life (`idleOnly`), or after the previous ping.
-   */
-  private readonly check = (id: number, now: number, final = false): number => {
-    const { table } = this;
-    const ws = table.ws[id]!;
-    const { options } = this.routes.at(table.profile[id]!);
-    if (table.state[id] === OPEN && ws.readyState !== WebSocket.OPEN) {
-      // CLOSING without a call we could see; start the close timeout from here.
-      table.state[id] = CLOSING;
-      table.closingAt[id] = now;
-    }
-    if (table.state[id] === CLOSING) {
-      const deadline = table.closingAt[id]! + options.closeTimeout;
-      if (now < deadline) return deadline;
-      return this.judge(id, final, this.closing ? 'shutdown' : 'close-timeout');
-    }
-    if (options.maxBufferedAmount !== false && ws.bufferedAmount > options.maxBufferedAmount) {
-      this.terminate(id, 'backpressure');
-      return Infinity;
-    }
-    const socket = table.socket[id];
-    // The peer's kernel took some of what we queued to it: alive, even if its answer to our ping
-    // still waits behind megabytes we sent before the ping. When it moved is only known to be
-    // since the last look, so it counts as now: never earlier than it happened. When the queue has
-    // just emptied, the peer is still reading what the kernels hold for it, and that counts on
-    // until it would have read it at the rate it was reading (see SendBacklog).
-    let formed = false;
-    if (socket !== undefined) {
-      const alive = this.backlog.look(id, socket, now, options.interval + options.timeout);
-      if (alive > table.lastSeen[id]!) table.lastSeen[id] = alive;
-      else formed = Number.isNaN(alive);
-    }
-    const lastSeen = table.lastSeen[id]!;
-    let pinged = (table.flags[id]! & PING_OUT) !== 0;
-    if (pinged && lastSeen >= table.pingAt[id]!) {
-      pinged = false; // any sign of life after the ping answers it
-      table.flags[id]! &= ~PING_OUT;
-    }
-    // While a ping is out, the connection is looked at again at least once per interval (not only
-    // at its deadline), so that when a timeout longer than the interval is configured, an answer
-    // is noticed in time to send the next ping on schedule. Reads themselves stay one store.
-    let next: number;
-    if (pinged) {
-      const deadline = verdictDue(table.pingAt[id]!, lastSeen, options);
-      if (now < deadline) next = Math.min(deadline, now + options.interval);
-      // A queue to the peer that formed since the last look may be moving: one more look tells.
-      else if (formed) next = now + progressCheck(options);
-      else return this.judge(id, final, 'timeout');
-    } else {
-      const trackedAt = table.trackedAt[id]!;
-      const anchor = (table.traits[id]! & IDLE_ONLY) !== 0 ? lastSeen : Math.max(table.pingAt[id]!, trackedAt);
-      const due = anchor + options.interval - TICK_MS;
-      // A connection that showed nothing since it was tracked (and was never pinged) may get its
-      // first ping in the check it was spread to (see track()).
-      if (now >= due || (anchor === trackedAt && now >= due - firstPingSpread(options))) {
-        // Pinged in the tick that ends at or after the due time: the verdict then falls due at
-        // exactly t0 + interval + timeout.
-        next = Math.min(verdictDue(this.ping(id, ws), lastSeen, options), now + options.interval);
-      } else {
-        next = due;
-      }
-    }
-    if (options.maxBufferedAmount !== false) next = Math.min(next, now + Math.min(options.interval, BUFFER_CHECK_MS));
-    // A queue is watched while it holds bytes, and so is one about to form: `ws` still holds
-    // bytes for the peer (messages it is compressing, or has yet to hand to the socket).
-    if (this.backlog.queued(id) || ws.bufferedAmount > 0) next = Math.min(next, now + progressCheck(options));
-    return next;
-  };
-
   /** A connection that looks dead: ended now when `final`, else once its pending input was read. */
   private judge(id: number, final: boolean, reason: TerminateReason): number {
     if (final) this.terminate(id, reason);
@@ -451,7 +352,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
 
   private onTick(now: number, lateMs: number): void {
     this.load.noteLateness(lateMs);
-    this.wheel.advance(now, this.check);
+    this.wheel.advance(now, this.liveness.check);
     this.sampleLoad(now);
     this.wake();
   }

@@ -35,6 +35,8 @@ export type { PathParams } from './path';
 export { abortHandshake, refuseUnmatched, socketOnError, upgradeBelongsElsewhere } from './http';
 export type { ResponseHeaders } from './http';
 export { adapterEngine } from './adapter';
+export { UpgradeListeners } from './upgrade-listeners';
+export type { TakeUpgrade } from './upgrade-listeners';
 export type { AdapterEngine } from './adapter';
 export { checkKeys } from './errors';
 export { collectMetrics, isMetricsRegistry } from './metrics';

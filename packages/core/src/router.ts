@@ -1,11 +1,10 @@
-import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CLOSE_INTERNAL_ERROR } from '@ws-heartbeat/protocol';
 import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
 import { checkKeys, describe, fail, rethrow } from './errors';
 import { Heartbeat } from './heartbeat';
-import { abortHandshake, refuseUnmatched, socketOnError } from './http';
+import { abortHandshake, socketOnError } from './http';
 import { Leases, type Lease } from './leases';
 import { DEFAULTS as HEARTBEAT_DEFAULTS } from './options';
 import { compilePath, splitPath, type PathMatcher, type PathParams } from './path';
@@ -28,6 +27,7 @@ import {
   type UpgradeServer,
 } from './router-options';
 import { checkCloseOptions } from './shutdown';
+import { UpgradeListeners } from './upgrade-listeners';
 import type { CloseOptions } from './types';
 
 /** A route as the router keeps it. */
@@ -52,8 +52,6 @@ interface PendingAuth {
   readonly lease: Lease;
   readonly authTimeoutTimer: NodeJS.Timeout;
 }
-
-type ServerUpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 function closeServer(wss: WebSocketServer): Promise<void> {
   return new Promise((resolve) => wss.close(() => resolve()));
@@ -85,7 +83,10 @@ export class UpgradeRouter {
   readonly #routes: Route[] = [];
   /** Every route by name, including those reached through `accept()`. */
   readonly #routesByName = new Map<string, Route>();
-  readonly #detachers = new Map<UpgradeServer, () => void>();
+  readonly #listeners = new UpgradeListeners(
+    (req, socket, head) => this.#take(req, socket, head),
+    () => this.#closing,
+  );
   readonly #pending = new Map<Duplex, PendingAuth>();
   readonly #leases: Leases;
   #closing = false;
@@ -215,20 +216,7 @@ export class UpgradeRouter {
    */
   attach(server: UpgradeServer): () => void {
     if (this.#closing) throw new Error('UpgradeRouter is closed: it cannot be attached');
-    const existing = this.#detachers.get(server);
-    if (existing) return existing;
-    const emitter: EventEmitter = server;
-    const router = this;
-    const serverOnUpgrade: ServerUpgradeListener = function serverOnUpgrade(req, socket, head) {
-      if (!router.#take(req, socket, head)) refuseUnmatched(server, socket, router.#closing ? 503 : 404);
-    };
-    emitter.on('upgrade', serverOnUpgrade);
-    const detach = (): void => {
-      emitter.removeListener('upgrade', serverOnUpgrade);
-      if (this.#detachers.get(server) === detach) this.#detachers.delete(server);
-    };
-    this.#detachers.set(server, detach);
-    return detach;
+    return this.#listeners.add(server);
   }
 
   /**
@@ -264,7 +252,7 @@ export class UpgradeRouter {
   async #shutdown(options: CloseOptions): Promise<void> {
     await this.heartbeat.close(options);
     await Promise.all([...this.#routesByName.values()].map((route) => closeServer(route.wss)));
-    for (const detach of [...this.#detachers.values()]) detach();
+    this.#listeners.removeAll();
   }
 
   /** Matches the path to a route and takes the socket (503 while closing); false when no route matches (socket untouched). */

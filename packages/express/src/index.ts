@@ -11,7 +11,7 @@ import {
   checkKeys,
   collectMetrics,
   isMetricsRegistry,
-  refuseUnmatched,
+  UpgradeListeners,
   type Authenticate,
   type CloseOptions,
   type Heartbeat,
@@ -179,7 +179,10 @@ export class WebSocketRoutes {
   readonly #wsDefaults: RouteWsOptions;
   readonly #caseSensitive: boolean;
   readonly #strict: boolean;
-  readonly #unmounts = new Map<UpgradeServer, () => void>();
+  readonly #listeners = new UpgradeListeners(
+    (req, socket, head) => this.#dispatch(req, socket, head),
+    () => this.#closePromise !== undefined,
+  );
   /** Per registry given to {@link metricsHandler}: its handler, and the remover of its metrics. */
   readonly #metrics = new Map<MetricsRegistry, { handler: (req: IncomingMessage, res: ServerResponse) => void; remove: () => void }>();
   readonly #logger: HeartbeatLogger | false;
@@ -249,19 +252,7 @@ export class WebSocketRoutes {
    */
   mount(server: UpgradeServer): () => void {
     if (this.#closePromise) throw new Error('WebSocketRoutes is closed: it cannot be mounted');
-    const existing = this.#unmounts.get(server);
-    if (existing) return existing;
-    const routes = this;
-    const serverOnUpgrade = function serverOnUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-      if (!routes.#dispatch(req, socket, head)) refuseUnmatched(server, socket, routes.#closePromise ? 503 : 404);
-    };
-    server.on('upgrade', serverOnUpgrade);
-    const unmount = (): void => {
-      server.removeListener('upgrade', serverOnUpgrade);
-      if (this.#unmounts.get(server) === unmount) this.#unmounts.delete(server);
-    };
-    this.#unmounts.set(server, unmount);
-    return unmount;
+    return this.#listeners.add(server);
   }
 
   /**
@@ -318,7 +309,7 @@ export class WebSocketRoutes {
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.#closePromise ??= this.#router.close(options).then(() => {
-      for (const unmount of [...this.#unmounts.values()]) unmount();
+      this.#listeners.removeAll();
       for (const { remove } of this.#metrics.values()) remove();
       this.#metrics.clear();
     });
@@ -351,12 +342,5 @@ export class WebSocketRoutes {
   }
 }
 
-export type {
-  Heartbeat,
-  HeartbeatEngineOptions,
-  HeartbeatLogger,
-  HeartbeatOptions,
-  MetricsRegistry,
-  OriginPolicy,
-  RouteWsOptions,
-} from '@ws-heartbeat/core';
+// Core's types (the engine, its options, events and stats), for users who import only this package.
+export type * from '@ws-heartbeat/core';

@@ -442,12 +442,5 @@ function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: Rou
  */
 export const wsHeartbeat = fp(plugin, { fastify: '5.x', name: '@ws-heartbeat/fastify' });
 export default wsHeartbeat;
-export type {
-  Heartbeat,
-  HeartbeatEngineOptions,
-  HeartbeatLogger,
-  HeartbeatOptions,
-  MetricsRegistry,
-  OriginPolicy,
-  RouteWsOptions,
-} from '@ws-heartbeat/core';
+// Core's types (the engine, its options, events and stats), for users who import only this package.
+export type * from '@ws-heartbeat/core';

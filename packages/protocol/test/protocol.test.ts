@@ -65,7 +65,11 @@ interface Served {
 async function serve(interval: number, timeout: number): Promise<Served> {
   const router = new UpgradeRouter({ heartbeat: { interval, timeout, appHeartbeat: true }, onError: () => {} });
   const delivered: string[] = [];
-  router.route('/ws', { handler: (ws) => ws.on('message', (data) => delivered.push(String(data))) });
+  router.route('/ws', {
+    handler: (ws) => {
+      ws.on('message', (data) => delivered.push(String(data)));
+    },
+  });
   router.route('/fails', {
     handler: () => {
       throw new Error('a handler bug');
@@ -85,9 +89,12 @@ function connect(url: string): { client: HeartbeatClient; events: { [K in keyof 
   const client = new HeartbeatClient(url, { WebSocket: WebSocket as never, reconnect: { minDelay: NEVER, maxDelay: NEVER } });
   cleanup.defer(() => client.close());
   const events: { [K in keyof ClientEventMap]?: Array<ClientEventMap[K]> } = {};
-  for (const type of ['open', 'message', 'close', 'heartbeat', 'reconnecting'] as const) {
-    client.on(type, (event: never) => ((events[type] ??= []) as unknown[]).push(event));
-  }
+  const record = <K extends keyof ClientEventMap>(type: K): void => {
+    client.on(type, (event) => {
+      ((events[type] ??= []) as Array<ClientEventMap[K]>).push(event);
+    });
+  };
+  for (const type of ['open', 'message', 'close', 'heartbeat', 'reconnecting'] as const) record(type);
   return { client, events };
 }
 
