@@ -1,5 +1,5 @@
 export { Heartbeat } from './heartbeat';
-export { checkCloseOptions, shutdownFrame } from './shutdown';
+export { checkCloseOptions } from './shutdown';
 export { TERMINATE_REASONS } from './types';
 export type {
   CloseOptions,

@@ -184,8 +184,7 @@ export class UpgradeRouter {
     // By default a route may queue to a slow reader twice the largest message it accepts (so that
     // echoing one never ends its reader), and never less than the engine's own default.
     const maxBufferedAmount = Math.max(HEARTBEAT_DEFAULTS.maxBufferedAmount, 2 * maxPayload);
-    this.heartbeat.route(name, options.heartbeat, { maxBufferedAmount });
-    const { closeTimeout } = this.heartbeat.settings(name);
+    const { closeTimeout } = this.heartbeat.route(name, options.heartbeat, { maxBufferedAmount });
     // ws 8.23 takes `closeTimeout`; @types/ws does not declare it yet.
     const serverOptions: ServerOptions & { closeTimeout?: number } = {
       noServer: true,

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
-import { UpgradeRouter, shutdownFrame } from '@ws-heartbeat/core';
+import { UpgradeRouter } from '@ws-heartbeat/core';
 import { HeartbeatClient, retryHint, type ClientEventMap } from '@ws-heartbeat/client';
 import {
   APP_PING,
@@ -48,8 +48,6 @@ describe('the protocol on its own', () => {
     expect(parseRetryHint(CLOSE_INTERNAL_ERROR, formatRetryHint(7))).toBeUndefined();
     expect(shutdownClose()).toEqual({ code: CLOSE_GOING_AWAY, reason: SHUTDOWN_REASON });
     expect(parseRetryHint(CLOSE_GOING_AWAY, SHUTDOWN_REASON)).toBeUndefined();
-    // The engine's frame and the client's reader are these functions.
-    expect(shutdownFrame({ retryWithin: 2_500 })).toEqual(shutdownClose(2_500));
     expect(retryHint(CLOSE_SERVICE_RESTART, formatRetryHint(2_500))).toBe(2_500);
   });
 });
