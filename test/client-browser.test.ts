@@ -8,8 +8,9 @@
  */
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, screenshotPath } from './helpers/browser';
-import { type Demo, killDemos, startDemo } from './helpers/demo';
-import { EPSILON, SLOP, ms, waitFor } from './helpers/time';
+import { useCleanup } from './helpers/cleanup';
+import { type Demo, startDemo } from './helpers/demo';
+import { EPSILON, SLOP, ms } from './helpers/time';
 
 /** The page's heartbeat settings (from its query string), and its backoff. */
 const PING = ms(400);
@@ -45,18 +46,15 @@ describe('@ws-heartbeat/client in Chromium, against the demo', () => {
   }
   const count = (all: PageEvent[], type: PageEvent['type']): number => all.filter((e) => e.type === type).length;
 
+  /** The tests share the page and the demo (restarted by some of them): all closed after the last. */
+  const cleanup = useCleanup('all');
+
   beforeAll(async () => {
-    demo = await startDemo();
-    browser = await launchChromium();
+    demo = await startDemo(cleanup);
+    browser = cleanup.add(await launchChromium());
     page = await browser.newPage({ viewport: { width: 960, height: 640 } });
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.goto(`http://127.0.0.1:${demo.port}/client?route=/ws/fast&ping=${PING}&pong=${PONG}&minDelay=${ms(100)}&maxDelay=${MAX_DELAY}`);
-  });
-
-  afterAll(async () => {
-    demo?.child.kill('SIGCONT');
-    await browser?.close();
-    await killDemos();
   });
 
   test('the page loads the client from the demo, opens, and its heartbeats are answered by the engine', async () => {
@@ -84,7 +82,7 @@ describe('@ws-heartbeat/client in Chromium, against the demo', () => {
     const { port } = demo;
     demo.child.kill('SIGKILL');
     await demo.exited;
-    demo = await startDemo(port);
+    demo = await startDemo(cleanup, port);
     const all = await waitForEvent((e) => count(e, 'open') >= 2 && count(e, 'heartbeat') >= 3, MAX_DELAY + PING + ms(5000), 'the page to reconnect');
     expect(all[all.length - 1]!.type).not.toBe('dead');
     expect(await page.textContent('#status')).toBe('OPEN');
@@ -100,7 +98,7 @@ describe('@ws-heartbeat/client in Chromium, against the demo', () => {
     expect(dead.reason).toBe('connection-lost');
     expect(dead.at - killedAt).toBeLessThanOrEqual(SLOP + ms(100));
     await demo.exited;
-    demo = await startDemo(port);
+    demo = await startDemo(cleanup, port);
     await waitForEvent((e) => count(e, 'open') > count(before, 'open'), MAX_DELAY + ms(5000), 'the page to reconnect');
     await waitForEvent((e) => count(e, 'heartbeat') > count(before, 'heartbeat'), PING + ms(2000), 'a heartbeat on the new connection');
     expect(await page.textContent('#status')).toBe('OPEN');

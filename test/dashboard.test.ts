@@ -9,7 +9,9 @@ import http from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import type { HeartbeatStats } from '@ws-heartbeat/core';
 import { launchChromium, screenshotPath } from './helpers/browser';
-import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, demoClients, killDemos, startDemo, terminateDemo } from './helpers/demo';
+import { WebSocket } from 'ws';
+import { useCleanup } from './helpers/cleanup';
+import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, startDemo, terminateDemo } from './helpers/demo';
 import { EPSILON, SLOP, ms, now, waitFor } from './helpers/time';
 
 /** A peer terminated by the engine is on the page by the next snapshot, and the page's own delay. */
@@ -74,9 +76,14 @@ describe('the demo dashboard in Chromium', () => {
   let opened = 0;
   let secondTimeoutShownAt = 0;
 
+  /** The tests share one demo, one page and what they open: all closed after the last. */
+  const cleanup = useCleanup('all');
+  /** The two silent peers of /ws/fast, once opened. */
+  let silentPeers: WebSocket[] = [];
+
   beforeAll(async () => {
-    demo = await startDemo();
-    browser = await launchChromium();
+    demo = await startDemo(cleanup);
+    browser = cleanup.add(await launchChromium());
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.exposeFunction('reportFigures', (next: Figures) => {
@@ -86,12 +93,6 @@ describe('the demo dashboard in Chromium', () => {
     });
     await page.addInitScript({ content: REPORT_FIGURES });
     await page.goto(`http://127.0.0.1:${demo.port}/`);
-  });
-
-  afterAll(async () => {
-    for (const ws of demoClients) ws.terminate();
-    await browser?.close();
-    await killDemos();
   });
 
   test('shows 7 connections, in total and on /ws/fast: 5 opened by the page, 2 from Node', async () => {
@@ -104,7 +105,7 @@ describe('the demo dashboard in Chromium', () => {
     );
 
     connectStart = now();
-    await Promise.all([connectToDemo(demo.port, '/ws/fast', { autoPong: false }), connectToDemo(demo.port, '/ws/fast', { autoPong: false })]);
+    silentPeers = await Promise.all([connectToDemo(cleanup, demo.port, '/ws/fast', { autoPong: false }), connectToDemo(cleanup, demo.port, '/ws/fast', { autoPong: false })]);
     opened = now();
 
     await waitFor(() => figures?.total === 7 && figures.fast === 7, SNAPSHOT_PERIOD_MS + PAGE_SLOP, 'the page to show 7 connections');
@@ -122,7 +123,7 @@ describe('the demo dashboard in Chromium', () => {
     expect(secondTimeoutShownAt).toBeLessThanOrEqual(latest);
     expect(figures).toMatchObject({ total: 5, fast: 5 });
     expect(figures?.terminations).toEqual({ timeout: 2, 'close-timeout': 0, backpressure: 0, shutdown: 0 });
-    await waitFor(() => demoClients.size === 0, ms(500), 'the silent peers to be disconnected');
+    await waitFor(() => silentPeers.every((ws) => ws.readyState === WebSocket.CLOSED), ms(500), 'the silent peers to be disconnected');
   });
 
   test("two intervals later still shows 5 connections, and the page's own 5 WebSockets are OPEN", async () => {

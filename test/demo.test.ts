@@ -7,11 +7,12 @@ import http from 'node:http';
 import net from 'node:net';
 import WebSocket from 'ws';
 import type { HeartbeatStats } from '@ws-heartbeat/core';
-import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, demoClients, killDemos, startDemo, terminateDemo } from './helpers/demo';
+import { useCleanup } from './helpers/cleanup';
+import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, startDemo, terminateDemo } from './helpers/demo';
 import { EPSILON, ms, now, waitFor } from './helpers/time';
 
-const sockets = new Set<net.Socket>();
-const requests = new Set<http.ClientRequest>();
+/** What each test opens: its connections, requests and demos. */
+const cleanup = useCleanup();
 
 function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve) => ws.once('message', (data: Buffer, isBinary) => resolve({ data, isBinary })));
@@ -69,7 +70,6 @@ function openEvents(port: number, path = '/events'): Promise<EventStream> {
       });
       res.on('close', () => {
         ended = true;
-        requests.delete(request);
         for (const wake of waiters.splice(0)) wake();
       });
       resolve({
@@ -93,7 +93,7 @@ function openEvents(port: number, path = '/events'): Promise<EventStream> {
         },
       });
     });
-    requests.add(request);
+    cleanup.defer(() => request.destroy());
     request.on('error', reject);
   });
 }
@@ -104,8 +104,7 @@ function openEvents(port: number, path = '/events'): Promise<EventStream> {
  */
 function silentPeer(port: number, path: string): Promise<net.Socket> {
   const socket = net.connect(port, '127.0.0.1');
-  sockets.add(socket);
-  socket.on('close', () => sockets.delete(socket));
+  cleanup.defer(() => socket.destroy());
   socket.on('error', () => {});
   socket.write(
     `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -124,19 +123,11 @@ function silentPeer(port: number, path: string): Promise<net.Socket> {
 describe('examples/server.mjs', () => {
   let demo: Demo;
 
+  /** The demo the tests share. */
+  const suite = useCleanup('all');
+
   beforeAll(async () => {
-    demo = await startDemo();
-  });
-
-  afterEach(() => {
-    for (const ws of demoClients) ws.terminate();
-    for (const socket of sockets) socket.destroy();
-    for (const request of requests) request.destroy();
-  });
-
-  afterAll(async () => {
-    for (const request of requests) request.destroy();
-    await killDemos();
+    demo = await startDemo(suite);
   });
 
   test('prints exactly one line with its URL, on the real port when PORT=0', () => {
@@ -163,7 +154,7 @@ describe('examples/server.mjs', () => {
   });
 
   test('GET /metrics is Prometheus text with the engine metrics labelled by route', async () => {
-    const fast = await connectToDemo(demo.port, '/ws/fast');
+    const fast = await connectToDemo(cleanup, demo.port, '/ws/fast');
     const metrics = await get(demo.port, '/metrics');
     expect(metrics.status).toBe(200);
     expect(metrics.type).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -176,7 +167,7 @@ describe('examples/server.mjs', () => {
   });
 
   test('GET /events is an event stream: the history and route bounds on connect, then a stats snapshot every 500 ms', async () => {
-    const fast = await connectToDemo(demo.port, '/ws/fast');
+    const fast = await connectToDemo(cleanup, demo.port, '/ws/fast');
     const stream = await openEvents(demo.port);
     expect(stream.status).toBe(200);
     expect(stream.type).toMatch(/^text\/event-stream/);
@@ -203,7 +194,7 @@ describe('examples/server.mjs', () => {
   });
 
   test.each(['/ws/echo', '/ws/fast'])('%s echoes text as text and binary as binary', async (path) => {
-    const ws = await connectToDemo(demo.port, path);
+    const ws = await connectToDemo(cleanup, demo.port, path);
 
     const text = nextMessage(ws);
     ws.send('hello, ünïcode');
@@ -216,8 +207,8 @@ describe('examples/server.mjs', () => {
   });
 
   test('GET /stats is the engine stats as JSON, with both routes in it', async () => {
-    const echo = await connectToDemo(demo.port, '/ws/echo');
-    const fast = await connectToDemo(demo.port, '/ws/fast');
+    const echo = await connectToDemo(cleanup, demo.port, '/ws/echo');
+    const fast = await connectToDemo(cleanup, demo.port, '/ws/fast');
 
     const stats = await get(demo.port, '/stats');
     expect(stats.status).toBe(200);
@@ -232,9 +223,9 @@ describe('examples/server.mjs', () => {
   });
 
   test('/ws/fast terminates a peer that never answers pings within interval + timeout, and keeps a normal one', async () => {
-    const silent = await connectToDemo(demo.port, '/ws/fast', { autoPong: false });
+    const silent = await connectToDemo(cleanup, demo.port, '/ws/fast', { autoPong: false });
     const opened = now();
-    const normal = await connectToDemo(demo.port, '/ws/fast');
+    const normal = await connectToDemo(cleanup, demo.port, '/ws/fast');
     let silentPinged = 0;
     let normalPinged = 0;
     silent.on('ping', () => silentPinged++);
@@ -258,9 +249,9 @@ describe('examples/server.mjs', () => {
   });
 
   test('SIGTERM closes every connection with 1001 and the process exits by itself with code 0', async () => {
-    const own = await startDemo();
-    const echo = await connectToDemo(own.port, '/ws/echo');
-    const fast = await connectToDemo(own.port, '/ws/fast');
+    const own = await startDemo(cleanup);
+    const echo = await connectToDemo(cleanup, own.port, '/ws/echo');
+    const fast = await connectToDemo(cleanup, own.port, '/ws/fast');
     await silentPeer(own.port, '/ws/fast');
     const echoClosed = closed(echo);
     const fastClosed = closed(fast);
@@ -275,10 +266,10 @@ describe('examples/server.mjs', () => {
   });
 
   test('SIGTERM with an /events stream open: the stream ends and the process still exits by itself with code 0', async () => {
-    const own = await startDemo();
+    const own = await startDemo(cleanup);
     const stream = await openEvents(own.port);
     await stream.next('stats');
-    const fast = await connectToDemo(own.port, '/ws/fast');
+    const fast = await connectToDemo(cleanup, own.port, '/ws/fast');
 
     const signalled = now();
     const exit = await terminateDemo(own);

@@ -1,14 +1,15 @@
 /**
  * Fault suite: peers that never finish the closing handshake. Every connection that enters
  * CLOSING is destroyed by the route's `closeTimeout` (reason `close-timeout`), no earlier than
- * CLOSE_TIMEOUT after it entered CLOSING and at most LATE after that, and its state is freed: the
+ * CLOSE_TIMEOUT after it entered CLOSING and at most SLOP after that, and its state is freed: the
  * server reports it gone, the engine no longer counts it, and the raw peer sees the server close.
  * A peer that half-closes with nothing queued to it needs no timeout: `ws` answers its FIN at once.
  */
 import type { Socket } from 'node:net';
 import { closePayload, maskedFrame, OPCODE } from '../helpers/clients';
-import { ms, sleep } from '../helpers/time';
-import { ADAPTERS, BYSTANDERS, CLOSE_TIMEOUT, LATE, mono, rawPeer, readFrames, until, useScenes, type Scene, type ServerFrames } from './support';
+import { useCleanup } from '../helpers/cleanup';
+import { CLOSE_TIMEOUT, SLOP, ms, sleep } from '../helpers/time';
+import { ADAPTERS, BYSTANDERS, mono, openScene, rawPeer, readFrames, until, type Scene, type ServerFrames } from './support';
 
 const MiB = 1024 * 1024;
 
@@ -20,15 +21,15 @@ async function closeFrameOf(read: ServerFrames): Promise<number> {
 
 /**
  * The connection of `port` entered CLOSING between `from` and `by` (mono()): expects it destroyed
- * by the close timeout within [from + CLOSE_TIMEOUT, by + CLOSE_TIMEOUT + LATE], once, then gone,
+ * by the close timeout within [from + CLOSE_TIMEOUT, by + CLOSE_TIMEOUT + SLOP], once, then gone,
  * forgotten by the engine, and the server's close seen by the peer (`read`, or read from now on).
  */
 async function expectCloseTimeout(scene: Scene, socket: Socket, port: number, from: number, by = from, read?: ServerFrames): Promise<void> {
   const { server } = scene;
-  const terminated = await server.next('terminate', (e) => e.remotePort === port, CLOSE_TIMEOUT + LATE + ms(1000));
+  const terminated = await server.next('terminate', (e) => e.remotePort === port, CLOSE_TIMEOUT + SLOP + ms(1000));
   expect(terminated.reason).toBe('close-timeout');
   expect(terminated.at - from).toBeGreaterThanOrEqual(CLOSE_TIMEOUT);
-  expect(terminated.at - by).toBeLessThanOrEqual(CLOSE_TIMEOUT + LATE);
+  expect(terminated.at - by).toBeLessThanOrEqual(CLOSE_TIMEOUT + SLOP);
   await server.next('gone', (e) => e.remotePort === port, ms(1000));
   expect(server.terminations(port)).toHaveLength(1);
   expect((await server.state()).size).toBe(BYSTANDERS);
@@ -36,10 +37,10 @@ async function expectCloseTimeout(scene: Scene, socket: Socket, port: number, fr
   await until(() => seen.closedAt !== null, ms(2000), 'the peer to see the server close');
 }
 
-const scenes = useScenes();
+const cleanup = useCleanup();
 describe.each(ADAPTERS)('%s', (adapter) => {
   it('close frame then silence: a peer that sends a close frame and then nothing is destroyed by closeTimeout', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket, port } = await rawPeer(scene);
     const from = scene.inject();
     socket.write(maskedFrame(OPCODE.close, closePayload(1000)));
@@ -47,7 +48,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('server close then silence: a peer that never answers our close frame is destroyed by closeTimeout', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket, port } = await rawPeer(scene);
     const read = readFrames(socket);
     const from = scene.inject();
@@ -58,12 +59,12 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('FIN only: a peer that half-closes without a close frame, nothing queued to it, is gone at once (no timeout needed)', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket, port } = await rawPeer(scene);
     const finAt = scene.inject();
     socket.end();
-    const gone = await scene.server.next('gone', (e) => e.remotePort === port, CLOSE_TIMEOUT + LATE + ms(1000));
-    expect(gone.at - finAt).toBeLessThan(LATE);
+    const gone = await scene.server.next('gone', (e) => e.remotePort === port, CLOSE_TIMEOUT + SLOP + ms(1000));
+    expect(gone.at - finAt).toBeLessThan(SLOP);
     expect(gone.code).toBe(1006);
     expect(scene.server.terminations(port)).toEqual([]);
     expect((await scene.server.state()).size).toBe(BYSTANDERS);
@@ -72,7 +73,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('FIN only while ≥ 8 MiB is queued to the peer: destroyed by closeTimeout', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket, port } = await rawPeer(scene);
     socket.write(maskedFrame(OPCODE.text, `!send ${16 * MiB}`));
     const deadline = mono() + ms(3000);
@@ -87,7 +88,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('a peer that ignores our close and keeps sending is still destroyed by closeTimeout', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket, port } = await rawPeer(scene);
     const read = readFrames(socket);
     const delivered = (await scene.server.state()).delivered['/ws/echo']!;
@@ -98,7 +99,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     const chatter = setInterval(() => {
       if (read.closedAt === null) socket.write(maskedFrame(OPCODE.text, `still here ${++sent}`));
     }, 5);
-    scene.cleanup.push(() => clearInterval(chatter));
+    scene.cleanup.defer(() => clearInterval(chatter));
     await expectCloseTimeout(scene, socket, port, from, by, read);
     // They reached the application while the connection was CLOSING (1: the `!close` itself).
     expect((await scene.server.state()).delivered['/ws/echo']! - delivered - 1).toBeGreaterThan(10);

@@ -9,8 +9,9 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { constants, deflateRawSync } from 'node:zlib';
 import { closePayload, maskedFrame, OPCODE } from '../helpers/clients';
-import { ms } from '../helpers/time';
-import { ADAPTERS, BYSTANDERS, INTERVAL, rawPeer, readFrames, until, useScenes, type Scene } from './support';
+import { useCleanup } from '../helpers/cleanup';
+import { INTERVAL, ms } from '../helpers/time';
+import { ADAPTERS, BYSTANDERS, openScene, rawPeer, readFrames, until, type Scene } from './support';
 
 const MiB = 1024 * 1024;
 
@@ -54,10 +55,10 @@ beforeAll(() => {
   bomb = deflateRawSync(Buffer.alloc(128 * MiB), { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
 });
 
-const scenes = useScenes();
+const cleanup = useCleanup();
 describe.each(ADAPTERS)('%s', (adapter) => {
   it('a ping flood (10,000 pings in one write) ends that connection, at once, by ws’s limit on unsent pongs (1006)', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket, port } = await rawPeer(scene);
     const read = readFrames(socket);
     const flood = Buffer.concat(Array.from({ length: 10_000 }, () => maskedFrame(OPCODE.ping)));
@@ -74,7 +75,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it.each(INVALID)('$what: the server closes that connection with $code', async ({ bytes, code }) => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket, port } = await rawPeer(scene);
     const read = readFrames(socket);
     scene.inject();
@@ -86,7 +87,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('a 125-byte ping is answered with a pong carrying the same payload', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const { socket } = await rawPeer(scene);
     const read = readFrames(socket);
     const payload = randomBytes(125);
@@ -99,7 +100,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('a decompression bomb (128 MiB of zeros) over maxPayload on /ws/deflate is closed with 1009: nothing delivered, memory growth under 20 MiB', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const peer = await scene.peer('/ws/deflate', { perMessageDeflate: true });
     expect(peer.ws.extensions).toContain('permessage-deflate');
     const compressed = frame(FIN | 0x40 /* RSV1: compressed */ | OPCODE.binary, bomb);

@@ -11,8 +11,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { ms, sleep } from '../helpers/time';
-import { ADAPTERS, BYSTANDERS, CLOSE_TIMEOUT, INTERVAL, LATE, TIMEOUT, killProcess, mono, openPeer, until, useScenes, type Peer, type Scene } from './support';
+import { useCleanup } from '../helpers/cleanup';
+import { CLOSE_TIMEOUT, INTERVAL, SLOP, TIMEOUT, ms, sleep } from '../helpers/time';
+import { ADAPTERS, BYSTANDERS, killProcess, mono, openPeer, openScene, until, type Peer, type Scene } from './support';
 
 const CLIENTS = path.join(__dirname, 'peers', 'lifecycle-clients.js');
 /** WSH_LIFECYCLE_VERBOSE=1 prints what each test measured. */
@@ -132,7 +133,7 @@ const ARRIVAL_MS = 200;
 const CLIENT_PROCESSES = 4;
 const WARMUP_CONNECTIONS = 1000;
 /** Past its deadline, how long a silent peer's process must have lived for it to count as "must be terminated". */
-const SETTLE = LATE + ms(250);
+const SETTLE = SLOP + ms(250);
 /**
  * Memory after GC once the soak is over, over the GC'd baseline taken after the bystanders opened
  * and a warm-up: 1 MiB. After the warm-up the soak leaves 0.2–0.3 MB (measured); a connection the
@@ -141,14 +142,14 @@ const SETTLE = LATE + ms(250);
  */
 const SOAK_GROWTH = 1 * MiB;
 
-const scenes = useScenes();
+const cleanup = useCleanup();
 
 describe.each(ADAPTERS)('%s', (adapter) => {
   it(
     'shutdown with 100 clients of which 10 are SIGSTOPped: 1001 to the 90, the 10 destroyed by closeTimeout, the process exits by itself',
     async () => {
       // 100 connections: the 20 bystanders, 70 more clients of this process, 10 of a stopped one.
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const peers: Peer[] = [];
       for (let i = 0; i < 70; i++) peers.push(await scene.peer('/ws/echo'));
       const held = new ClientProcess(scene);
@@ -169,7 +170,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
       for (const t of terminations) {
         expect(t.reason).toBe('shutdown');
         expect(t.at - closingAt).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - 1);
-        expect(t.at - closingAt).toBeLessThanOrEqual(CLOSE_TIMEOUT + LATE);
+        expect(t.at - closingAt).toBeLessThanOrEqual(CLOSE_TIMEOUT + SLOP);
       }
     },
     ms(30_000),
@@ -178,7 +179,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   it(
     'register and unregister the plugin (mount and unmount the adapter) 1,000 times: nothing left behind, no warning, heap flat',
     async () => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const startedAt = mono();
       const { samples, leftBehind } = await scene.server.command<{ samples: number[]; leftBehind: number }>(
         { cmd: 'remount', times: REMOUNTS, samples: [REMOUNT_WARMUP, REMOUNTS] },
@@ -199,7 +200,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
       const seed = Number(process.env.WSH_SOAK_SEED ?? Math.floor(Math.random() * 2 ** 32));
       const summary: Record<string, number> = {};
       try {
-        await soak(await scenes.open(adapter), seed, summary);
+        await soak(await openScene(cleanup, adapter), seed, summary);
       } catch (error) {
         (error as Error).message = `[soak seed ${seed}, rerun with WSH_SOAK_SEED=${seed}; ${JSON.stringify(summary)}] ${(error as Error).message}`;
         throw error;
@@ -226,7 +227,7 @@ async function soak(scene: Scene, seed: number, summary: Record<string, number>)
   }
   const warmup = new ClientProcess(scene);
   await Promise.all((['healthy', 'mute', 'raw'] as const).map((kind) => warmup.open(kind, scene.url('/ws/echo'))));
-  await sleep(INTERVAL + TIMEOUT + LATE); // the silent ones are terminated meanwhile
+  await sleep(INTERVAL + TIMEOUT + SLOP); // the silent ones are terminated meanwhile
   await warmup.kill();
   await until(() => server.of('gone').length >= WARMUP_CONNECTIONS + 3, ms(2000), 'the warm-up clients to be gone');
   const baseline = (await server.command<{ memory: number }>({ cmd: 'gc' })).memory;
@@ -308,7 +309,7 @@ async function soak(scene: Scene, seed: number, summary: Record<string, number>)
 
   // All clients gone: the registry holds the bystanders only, and memory is back to its baseline.
   for (const p of processes) await p.kill();
-  const goneBy = mono() + Math.max(CLOSE_TIMEOUT, INTERVAL + TIMEOUT) + LATE + ms(1000);
+  const goneBy = mono() + Math.max(CLOSE_TIMEOUT, INTERVAL + TIMEOUT) + SLOP + ms(1000);
   let state = await server.state();
   while (state.size !== BYSTANDERS && mono() < goneBy) {
     await sleep(ms(20));

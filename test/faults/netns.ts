@@ -4,13 +4,14 @@
  * be cut off (iptables DROP, link down) without touching anything else of the machine.
  *
  * Names carry the jest worker's pid and a counter: namespace `wsh-<pid>-<n>`, veth `wsh<pid>.<n>h`
- * (root side) and `wsh<pid>.<n>n` (inside), at most 15 characters. `useNetns()` removes every
- * namespace it created after each test, whatever the outcome, and before the file starts removes
+ * (root side) and `wsh<pid>.<n>n` (inside), at most 15 characters. `useNetns(cleanup)` has the
+ * test's cleanup remove every namespace it created, whatever the outcome, and before the file starts removes
  * the leftovers of a crashed earlier run (names of this pattern whose pid is no longer alive).
  * Firewall rules live inside the namespace and go with it.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Cleanup } from '../helpers/cleanup';
 
 const NETNS = /^wsh-(\d+)-(\d+)$/;
 const LINK = /^wsh(\d+)\.(\d+)[hn]$/;
@@ -89,15 +90,12 @@ async function freeOctet(): Promise<number> {
 }
 
 /**
- * Registers the cleanup hooks of a test file (call it after `useScenes()`, so that each test's
- * server and peers are gone before their network is) and returns the namespace factory.
+ * Sweeps what a crashed earlier run left (before the file's tests) and returns the namespace
+ * factory; each namespace is removed by `cleanup`. Create it before the scene that uses it, so
+ * that the scene's server and peers are gone before their network is.
  */
-export function useNetns(): { create(): Promise<Netns>; readonly made: number } {
-  const created: Array<{ name: string; hostIf: string }> = [];
+export function useNetns(cleanup: Cleanup): { create(): Promise<Netns>; readonly made: number } {
   beforeAll(sweepLeftovers);
-  afterEach(async () => {
-    for (const { name, hostIf } of created.splice(0).reverse()) await remove(name, hostIf);
-  });
   return {
     /** How many namespaces this file created so far. */
     get made() {
@@ -109,7 +107,7 @@ export function useNetns(): { create(): Promise<Netns>; readonly made: number } 
       const name = `wsh-${process.pid}-${n}`;
       const hostIf = `wsh${process.pid}.${n}h`;
       const nsIf = `wsh${process.pid}.${n}n`;
-      created.push({ name, hostIf });
+      cleanup.defer(() => remove(name, hostIf));
       const octet = await freeOctet();
       const hostAddr = `169.254.${octet}.1`;
       const nsAddr = `169.254.${octet}.2`;

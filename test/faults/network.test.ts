@@ -1,7 +1,7 @@
 /**
  * Network faults, in a Linux network namespace (netns.ts): a peer that vanishes without a FIN —
  * every packet of its namespace dropped by iptables, or its link taken down — is terminated with
- * reason `timeout` no later than interval + timeout after the fault (plus LATE) and never before
+ * reason `timeout` no later than interval + timeout after the fault (plus SLOP) and never before
  * interval + timeout after its last answer, and its server-side connection is gone; the
  * bystanders lose nothing. The file leaves no namespace, veth or rule of its own behind.
  *
@@ -9,14 +9,15 @@
  * bystanders reach that local address from the root namespace.
  */
 import path from 'node:path';
-import { ms, EPSILON } from '../helpers/time';
+import { useCleanup } from '../helpers/cleanup';
+import { EPSILON, INTERVAL, SLOP, TIMEOUT, ms } from '../helpers/time';
 import { ours, useNetns, type Netns } from './netns';
-import { ADAPTERS, INTERVAL, LATE, TIMEOUT, until, useScenes, type Scene } from './support';
+import { ADAPTERS, openScene, until, type Scene } from './support';
 
 const PEER = path.join(__dirname, 'peers', 'netns-peer.js');
 
-const scenes = useScenes();
-const netns = useNetns(); // after useScenes: its cleanup runs once the server and the peer are gone
+const cleanup = useCleanup();
+const netns = useNetns(cleanup);
 
 /** The namespace's peer: its port (the server's `remotePort`) and when it received pings. */
 interface NsPeer {
@@ -59,21 +60,21 @@ const FAULTS: Array<[string, (ns: Netns) => Promise<unknown>]> = [
 
 describe.each(ADAPTERS)('%s', (adapter) => {
   it.each(FAULTS)('a peer that vanishes without FIN (%s) is terminated with reason timeout and its connection is gone', async (_, vanish) => {
-    const ns = await netns.create();
-    const scene = await scenes.open(adapter, { host: ns.hostAddr });
+    const ns = await netns.create(); // before the scene: removed once its server and peer are gone
+    const scene = await openScene(cleanup, adapter, { host: ns.hostAddr });
     const peer = await nsPeer(scene, ns);
     const connection = await scene.server.next('connection', (e) => e.remotePort === peer.port, ms(2000));
     expect(connection.remoteAddress).toBe(ns.nsAddr);
-    await until(() => peer.pings.length > 0, INTERVAL + LATE + ms(2000), 'the namespace peer to answer a ping');
+    await until(() => peer.pings.length > 0, INTERVAL + SLOP + ms(2000), 'the namespace peer to answer a ping');
 
     const lastAnswer = Math.max(...peer.pings); // its pong reached the server after this
     await vanish(ns);
     const injectedAt = scene.inject(); // the fault is in place: the last frame came before
     expect(scene.server.terminations(peer.port)).toEqual([]);
 
-    const terminated = await scene.server.next('terminate', (e) => e.remotePort === peer.port, INTERVAL + TIMEOUT + LATE + ms(2000));
+    const terminated = await scene.server.next('terminate', (e) => e.remotePort === peer.port, INTERVAL + TIMEOUT + SLOP + ms(2000));
     expect(terminated.reason).toBe('timeout');
-    expect(terminated.at - injectedAt).toBeLessThanOrEqual(INTERVAL + TIMEOUT + LATE);
+    expect(terminated.at - injectedAt).toBeLessThanOrEqual(INTERVAL + TIMEOUT + SLOP);
     expect(terminated.at - lastAnswer).toBeGreaterThanOrEqual(INTERVAL + TIMEOUT - EPSILON);
     const gone = await scene.server.next('gone', (e) => e.remotePort === peer.port, ms(1000));
     expect(gone.at).toBeGreaterThanOrEqual(terminated.at);

@@ -18,8 +18,9 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { WebSocket } from 'ws';
 import { maskedFrame, OPCODE, type Opcode } from '../helpers/clients';
-import { EPSILON, ms, sleep } from '../helpers/time';
-import { ADAPTERS, echo, HELD_CLIENTS, INTERVAL, LATE, mono, rawPeer, readFrames, TIMEOUT, until, useScenes, type Peer, type Scene } from './support';
+import { useCleanup } from '../helpers/cleanup';
+import { EPSILON, INTERVAL, SLOP, TIMEOUT, ms, sleep } from '../helpers/time';
+import { ADAPTERS, echo, HELD_CLIENTS, mono, openScene, rawPeer, readFrames, until, type Peer, type Scene } from './support';
 
 const PYTHON = '/usr/bin/python3';
 const PY_PEER = path.join(__dirname, 'peers', 'py_peer.py');
@@ -30,8 +31,8 @@ const BOUND = INTERVAL + TIMEOUT;
 const PATIENCE = BOUND + ms(2000);
 /** Ten intervals: the window of the "stays alive" scenarios. */
 const TEN_INTERVALS = 10 * INTERVAL;
-/** Fewest pings in ten intervals if every cycle is late by LATE. */
-const MIN_PINGS = Math.floor(TEN_INTERVALS / (INTERVAL + LATE));
+/** Fewest pings in ten intervals if every cycle is late by SLOP. */
+const MIN_PINGS = Math.floor(TEN_INTERVALS / (INTERVAL + SLOP));
 
 /** `!flood fresh` on /ws/slow: a new 64 KiB chunk every 5 ms (12.8 MB/s), to a 1 MiB limit. */
 const FLOOD_RATE = (64 * 1024) / 5;
@@ -41,12 +42,12 @@ const QUEUED = 64 * 1024;
 /**
  * How much the server's memory may grow from then until the verdict. Every new chunk stays queued,
  * the limit is passed after less than MAX_BUFFERED of them, and the route looks at queues at least
- * every min(interval, 1 s), so at most one such period (plus LATE) of the flood is queued beyond
+ * every min(interval, 1 s), so at most one such period (plus SLOP) of the flood is queued beyond
  * the limit. Plus 2 MiB of heap noise (the flood's write requests, IPC, the bystanders). In all:
  * 6.25 MiB at scale 1, 12.75 MiB at scale 3 (measured at scale 1: 1.2–1.8 MiB; with the limit
  * applied 16 times too late, 17–18 MiB).
  */
-const MEMORY_BOUND = MAX_BUFFERED + FLOOD_RATE * (Math.min(INTERVAL, 1000) + LATE) + 2 * 1024 * 1024;
+const MEMORY_BOUND = MAX_BUFFERED + FLOOD_RATE * (Math.min(INTERVAL, 1000) + SLOP) + 2 * 1024 * 1024;
 
 interface Said {
   event: string;
@@ -87,7 +88,7 @@ async function readingRawPeer(scene: Scene): Promise<{ port: number; send(opcode
 /** `fn` every `period` ms until the test is over. */
 function every(scene: Scene, period: number, fn: () => void): void {
   const timer = setInterval(fn, period);
-  scene.cleanup.push(() => clearInterval(timer));
+  scene.cleanup.defer(() => clearInterval(timer));
 }
 
 /** The server's 'connection' event of a client port. */
@@ -100,11 +101,11 @@ function terminationOf(scene: Scene, port: number, timeout = PATIENCE) {
   return scene.server.next('terminate', (e) => e.remotePort === port, timeout);
 }
 
-const scenes = useScenes();
+const cleanup = useCleanup();
 
 describe.each(ADAPTERS)('%s', (adapter) => {
   it('healthy idle peers survive 10 intervals: a ws client and a Python websockets client with its own keepalive answer pings and still echo', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const py = python(scene, 'healthy', scene.url('/ws/echo'), String(INTERVAL), String(TEN_INTERVALS));
     const opening = mono();
     const peer = await scene.peer('/ws/echo');
@@ -129,7 +130,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('a peer that stops answering is terminated inside the bound: a ws client with autoPong false, interval + timeout from its open, never earlier', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const opening = scene.inject();
     const peer = await scene.peer('/ws/echo', { autoPong: false });
     const opened = await connectionOf(scene, peer.port);
@@ -137,14 +138,14 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     const end = await terminationOf(scene, peer.port);
     expect(end.reason).toBe('timeout');
     expect(end.at - opened.at).toBeGreaterThanOrEqual(BOUND - EPSILON);
-    expect(end.at - opening).toBeLessThanOrEqual(BOUND + LATE);
+    expect(end.at - opening).toBeLessThanOrEqual(BOUND + SLOP);
     await until(() => peer.closed !== null, ms(2000), 'the silent peer to see its connection end');
     expect(peer.closed!.code).toBe(1006);
     expect(peer.pings).toHaveLength(1);
   });
 
   it('a peer that stops answering is terminated inside the bound: a SIGSTOPped process holding a ws client, no later than interval + timeout after the stop', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const child = scene.fork(HELD_CLIENTS, [scene.url('/ws/echo'), '1']);
     let port = -1;
     let pings = 0;
@@ -163,11 +164,11 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     const end = await terminationOf(scene, port);
     expect(end.reason).toBe('timeout');
     expect(end.at).toBeGreaterThan(stoppedAt);
-    expect(end.at - stoppedAt).toBeLessThanOrEqual(BOUND + LATE);
+    expect(end.at - stoppedAt).toBeLessThanOrEqual(BOUND + SLOP);
   });
 
   it('a Python websockets client that stops reading (max_queue=1, never recv) is terminated with reason timeout inside the bound after it stopped reading', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const py = python(scene, 'stall', scene.url('/ws/echo'), String(BOUND + ms(5000)));
     const port = (await py.next('open', ms(10_000))).port as number;
     // Its last frame is the last `!send`, written at `lastSendAt`, before its reader stopped.
@@ -179,12 +180,12 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     const end = await terminationOf(scene, port);
     expect(end.reason).toBe('timeout');
     expect(end.at - lastSendAt).toBeGreaterThanOrEqual(BOUND - EPSILON);
-    expect(end.at - lastSendAt).toBeLessThanOrEqual(BOUND + LATE);
+    expect(end.at - lastSendAt).toBeLessThanOrEqual(BOUND + SLOP);
     expect(await py.next('closed', ms(5000))).toMatchObject({ code: 1006, queued: 1, pongsSent: 0 });
   });
 
   it('a slow reader on /ws/slow that sends !flood and then stops reading is terminated with reason backpressure, and the server memory stays bounded', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     // rawPeer leaves the socket paused: this peer never reads again. It keeps writing
     // unsolicited pongs, so it is alive and only its backlog can end it.
     const { socket, port } = await rawPeer(scene, '/ws/slow');
@@ -208,7 +209,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('a server busy-wait of 3 × (interval + timeout) terminates no healthy peer', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const stall = 3 * BOUND;
     // Five more healthy peers. The ping that triggers the stall is answered a little later (well
     // within the timeout), so that its answer reaches the server while it is busy.
@@ -244,14 +245,14 @@ describe.each(ADAPTERS)('%s', (adapter) => {
 
     // Afterwards: every extra peer pinged again (and still there a full bound later), nobody ended.
     await until(() => extras.every((p) => p.closed !== null || p.pings.some((t) => t > resumedAt)), PATIENCE, 'every extra peer to be pinged after the stall');
-    await sleep(BOUND + LATE);
+    await sleep(BOUND + SLOP);
     expect(scene.server.of('terminate')).toEqual([]);
     expect(extras.map((p) => p.closed)).toEqual(extras.map(() => null));
     await Promise.all(extras.map((p, i) => echo(p, `extra ${i}`)));
   });
 
   it('unsolicited pongs count as liveness: a raw peer that never answers pings but sends a pong every interval/2 is never pinged-then-terminated over 10 intervals; a raw peer that sends nothing is', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const opening = scene.inject();
     const [living, silent] = await Promise.all([readingRawPeer(scene), readingRawPeer(scene)]);
     living.send(OPCODE.pong);
@@ -261,7 +262,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     const end = await terminationOf(scene, silent.port);
     expect(end.reason).toBe('timeout');
     expect(end.at - silentOpened.at).toBeGreaterThanOrEqual(BOUND - EPSILON);
-    expect(end.at - opening).toBeLessThanOrEqual(BOUND + LATE);
+    expect(end.at - opening).toBeLessThanOrEqual(BOUND + SLOP);
     expect(silent.pings()).toHaveLength(1);
 
     await sleep(Math.max(0, opening + TEN_INTERVALS - mono()));

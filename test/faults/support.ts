@@ -4,38 +4,33 @@
  * process of their own, test/helpers/held-clients.js, so that a stall of the test process is no fault), and ends
  * with the same check, whatever the fault was: "nothing lost".
  *
- *   const scenes = useScenes();
+ *   const cleanup = useCleanup();
  *   describe.each(ADAPTERS)('%s', (adapter) => {
  *     it('…', async () => {
- *       const scene = await scenes.open(adapter);
+ *       const scene = await openScene(cleanup, adapter);
  *       const injectedAt = mono();            // inject the fault, assert its own expectation
  *       …
- *     });                                     // afterEach: scene.nothingLost(), then cleanup
+ *     });                                     // cleanup: scene.nothingLost(), then the rest
  *   });
  *
  * Times are monotonic milliseconds shared by every process (`mono()`), so the server's reports
  * compare with the moment the test injected the fault.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Socket } from 'node:net';
 import { WebSocket, type ClientOptions } from 'ws';
+import { forkChild, HELD_CLIENTS, killProcess } from '../helpers/child';
+import { Cleanup } from '../helpers/cleanup';
 import { rawUpgrade } from '../helpers/clients';
-import { HELD_CLIENTS, killProcess, REGISTER_TS } from '../helpers/harness';
-import { ms, sleep, waitFor } from '../helpers/time';
+import { CLOSE_TIMEOUT, INTERVAL, TIMEOUT, ms, sleep, waitFor } from '../helpers/time';
 import { mono, type AdapterName, type FixtureCommand, type FixtureConfig, type FixtureEvent, type FixtureState } from './fixture/protocol';
 
 export { mono, type AdapterName, type FixtureEvent, type FixtureState } from './fixture/protocol';
-export { HELD_CLIENTS, killProcess } from '../helpers/harness';
+export { HELD_CLIENTS, killProcess } from '../helpers/child';
 
 export const ADAPTERS: AdapterName[] = ['fastify', 'express'];
 
-/** The heartbeat of every route: small, and widened by WSH_TIME_SCALE. */
-export const INTERVAL = ms(200);
-export const TIMEOUT = ms(100);
-export const CLOSE_TIMEOUT = ms(300);
-/** How late a bound may be met: one tick, the deferred verdict, IPC and scheduling. */
-export const LATE = ms(60);
 /**
  * The heartbeat of the routes for large transfers (`/ws/big`, `/ws/big-deflate`). A reader must
  * take what the kernels hold between us and it (our send buffer, up to 4 MiB, and its receive
@@ -49,7 +44,7 @@ export const BYSTANDERS = 20;
 
 const SERVER = path.join(__dirname, 'fixture', 'server.ts');
 
-/** The fixture's settings; a scenario overrides what it needs. */
+/** The fixture's settings (every route's heartbeat: time.ts's INTERVAL, TIMEOUT, CLOSE_TIMEOUT); a scenario overrides what it needs. */
 export const DEFAULT_CONFIG: Omit<FixtureConfig, 'adapter'> = {
   host: '127.0.0.1',
   interval: INTERVAL,
@@ -137,9 +132,9 @@ export class Bystanders {
     });
   }
 
-  /** Forks the process and waits until its `count` clients to `url` are open. */
-  static async open(url: string, count: number): Promise<Bystanders> {
-    const child = fork(HELD_CLIENTS, [url, String(count)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  /** Forks the process (killed by `cleanup`) and waits until its `count` clients to `url` are open. */
+  static async open(cleanup: Cleanup, url: string, count: number): Promise<Bystanders> {
+    const child = forkChild<BystanderMessage>(cleanup, HELD_CLIENTS, { args: [url, String(count)] }).process;
     const bystanders = new Bystanders(child);
     await until(() => bystanders.list.length === count || bystanders.#error !== undefined || child.exitCode !== null, ms(10_000), 'the bystanders to open');
     if (bystanders.list.length !== count) throw new Error(`the bystanders did not open: ${bystanders.#error ?? `exit ${child.exitCode}`}`);
@@ -157,10 +152,6 @@ export class Bystanders {
   /** Every bystander sends a close frame (1000). */
   close(): void {
     if (this.#child.connected) this.#child.send({ cmd: 'close' });
-  }
-
-  kill(): Promise<void> {
-    return killProcess(this.#child);
   }
 }
 
@@ -236,13 +227,10 @@ export class FaultServer {
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** Starts the server process of `adapter` and waits until it listens. */
-export async function startServer(adapter: AdapterName, overrides: Partial<Omit<FixtureConfig, 'adapter'>> = {}): Promise<FaultServer> {
+/** Starts the server process of `adapter` (killed by `cleanup`) and waits until it listens. */
+export async function startServer(cleanup: Cleanup, adapter: AdapterName, overrides: Partial<Omit<FixtureConfig, 'adapter'>> = {}): Promise<FaultServer> {
   const config: FixtureConfig = { ...DEFAULT_CONFIG, ...overrides, adapter };
-  const child = fork(SERVER, [JSON.stringify(config)], {
-    execArgv: ['--expose-gc', '--require', REGISTER_TS],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
+  const child = forkChild<FixtureEvent>(cleanup, SERVER, { args: [JSON.stringify(config)], execArgv: ['--expose-gc'] }).process;
   const server = new FaultServer(adapter, config, child);
   const ready = await server.next('ready', () => true, ms(20_000));
   server.port = ready.port;
@@ -252,10 +240,10 @@ export async function startServer(adapter: AdapterName, overrides: Partial<Omit<
 
 /** One scenario: the server, its bystanders, and everything else the test opened. */
 export class Scene {
-  /** The process of the 20 bystanders (set by `useScenes().open()`). */
+  /** The process of the 20 bystanders (set by `openScene()`). */
   bystanderProcess: Bystanders | undefined;
-  /** Cleanup steps, run last-in first-out after the nothing-lost check. */
-  readonly cleanup: Array<() => unknown> = [];
+  /** What the test opened in the scene: run in the middle of the nothing-lost check (see there). */
+  readonly cleanup = new Cleanup();
   /** When the fault was injected; bystanders must be pinged after it. Set by `inject()`. */
   injectedAt: number;
   #checked = false;
@@ -285,21 +273,19 @@ export class Scene {
   /** Opens a client that is terminated after the test. */
   async peer(path: string, options?: ClientOptions): Promise<Peer> {
     const peer = await openPeer(this.url(path), options);
-    this.cleanup.push(() => peer.ws.terminate());
+    this.cleanup.defer(() => peer.ws.terminate());
     return peer;
   }
 
   /** Forks a helper process that is killed after the test (continued first if stopped). */
   fork(file: string, args: string[], execArgv: string[] = []): ChildProcess {
-    const child = fork(file, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.cleanup.push(() => killProcess(child));
-    return child;
+    return forkChild(this.cleanup, file, { args, execArgv }).process;
   }
 
   /** Spawns a program (Python, ip netns exec …) that is killed after the test. */
   spawn(command: string, args: string[]): ChildProcess {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.cleanup.push(() => killProcess(child));
+    this.cleanup.defer(() => killProcess(child));
     return child;
   }
 
@@ -322,7 +308,7 @@ export class Scene {
     expect(this.bystanders.filter((b) => b.closed !== null).map((b) => b.closed)).toEqual([]);
     expect(await this.bystanderProcess!.echo()).toEqual([]);
     this.bystanderProcess!.close();
-    for (const step of this.cleanup.splice(0).reverse()) await step();
+    await this.cleanup.run();
     await until(() => this.bystanders.every((b) => b.closed !== null), ms(2000), 'the bystanders to close');
     let state = await server.state();
     const deadline = mono() + CLOSE_TIMEOUT + ms(1000);
@@ -355,34 +341,24 @@ export class Scene {
 }
 
 /**
- * The scenes of a test file: `open()` starts a server and its bystanders; after each test every
- * scene gets its nothing-lost check (unless the test closed the server itself, in which case
- * only the process checks apply), then everything is killed.
+ * Opens a scene for `adapter`: its server and its bystanders. At cleanup the scene gets its
+ * nothing-lost check (unless the test closed the server itself, in which case only the process
+ * checks apply) and what the test opened in it is closed; then `cleanup` kills the bystanders
+ * and the server.
  */
-export function useScenes(): { open(adapter: AdapterName, overrides?: Partial<Omit<FixtureConfig, 'adapter'>>): Promise<Scene> } {
-  const scenes: Scene[] = [];
-  afterEach(async () => {
-    const open = scenes.splice(0);
+export async function openScene(cleanup: Cleanup, adapter: AdapterName, overrides?: Partial<Omit<FixtureConfig, 'adapter'>>): Promise<Scene> {
+  const server = await startServer(cleanup, adapter, overrides);
+  const scene = new Scene(server);
+  scene.bystanderProcess = await Bystanders.open(cleanup, server.url('/ws/echo'), BYSTANDERS);
+  cleanup.defer(async () => {
     try {
-      for (const scene of open) await scene.nothingLost();
+      await scene.nothingLost();
     } finally {
-      for (const scene of open) {
-        for (const step of scene.cleanup.splice(0).reverse()) await step();
-        await scene.bystanderProcess?.kill();
-        await killProcess(scene.server.child);
-      }
+      await scene.cleanup.run();
     }
   });
-  return {
-    async open(adapter, overrides) {
-      const server = await startServer(adapter, overrides);
-      const scene = new Scene(server);
-      scenes.push(scene);
-      scene.bystanderProcess = await Bystanders.open(server.url('/ws/echo'), BYSTANDERS);
-      scene.inject();
-      return scene;
-    },
-  };
+  scene.inject();
+  return scene;
 }
 
 /**
@@ -392,7 +368,7 @@ export function useScenes(): { open(adapter: AdapterName, overrides?: Partial<Om
  */
 export async function rawPeer(scene: Scene, path = '/ws/echo'): Promise<{ socket: Socket; port: number }> {
   const { socket } = await rawUpgrade(scene.server.port, path);
-  scene.cleanup.push(() => socket.destroy());
+  scene.cleanup.defer(() => socket.destroy());
   const port = socket.localPort!;
   await scene.server.next('connection', (e) => e.remotePort === port, ms(2000));
   return { socket, port };

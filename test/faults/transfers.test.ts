@@ -22,9 +22,10 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { maskedFrame, OPCODE } from '../helpers/clients';
-import { EPSILON, ms } from '../helpers/time';
+import { useCleanup } from '../helpers/cleanup';
+import { EPSILON, INTERVAL, SLOP, ms } from '../helpers/time';
 import { burstMessage } from './fixture/protocol';
-import { ADAPTERS, INTERVAL, LATE, rawPeer, type FixtureState, TRANSFER_INTERVAL, TRANSFER_TIMEOUT, until, useScenes, type Scene } from './support';
+import { ADAPTERS, openScene, rawPeer, TRANSFER_INTERVAL, TRANSFER_TIMEOUT, until, type FixtureState, type Scene } from './support';
 
 const TRANSFER_PEER = path.join(__dirname, 'peers', 'transfer-peer.js');
 const MiB = 1024 * 1024;
@@ -91,12 +92,12 @@ async function transferPeer(scene: Scene, route: string, uplink: number): Promis
 
 const sha1 = (bytes: Buffer): string => createHash('sha1').update(bytes).digest('hex');
 
-const scenes = useScenes();
+const cleanup = useCleanup();
 
 describe.each(ADAPTERS)('%s', (adapter) => {
   describe.each(MODES)('%s', (_, route) => {
     it('a 12 MiB upload through a 2 MiB/s uplink, three times interval + timeout, completes and is echoed byte for byte; the peer is never terminated', async () => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const peer = await transferPeer(scene, route, RATE);
       peer.send({ cmd: 'upload', size: UPLOAD });
 
@@ -115,7 +116,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     });
 
     it('a reader that takes 16 MiB a second gets all of 96 MiB sent at once, byte for byte; it is never terminated', async () => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const peer = await transferPeer(scene, route, 0);
       peer.send({ cmd: 'read-slowly', rate: READ_RATE });
       peer.send({ cmd: 'send', text: `!burst ${BURST} ${MiB}` });
@@ -132,7 +133,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     });
 
     it('a peer SIGSTOPped in the middle of its upload is terminated (timeout) interval + timeout after its last byte, not before', async () => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const peer = await transferPeer(scene, route, RATE);
       peer.send({ cmd: 'upload', size: UPLOAD });
       await until(() => (peer.of('relayed').at(-1)?.bytes ?? 0) >= UPLOAD / 4, ms(10_000), 'a quarter of the upload');
@@ -143,11 +144,11 @@ describe.each(ADAPTERS)('%s', (adapter) => {
       const lastByte = peer.of('relayed').at(-1)!.at;
       expect(end.reason).toBe('timeout');
       expect(end.at - lastByte).toBeGreaterThanOrEqual(BOUND - EPSILON);
-      expect(end.at - stoppedAt).toBeLessThanOrEqual(BOUND + LATE);
+      expect(end.at - stoppedAt).toBeLessThanOrEqual(BOUND + SLOP);
     });
 
     it('a reader SIGSTOPped in the middle of a 96 MiB download is terminated (timeout) no later than interval + timeout and one look at its queue after the stop', async () => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const peer = await transferPeer(scene, route, 0);
       peer.send({ cmd: 'read-slowly', rate: READ_RATE });
       peer.send({ cmd: 'send', text: `!burst ${BURST} ${MiB}` });
@@ -160,12 +161,12 @@ describe.each(ADAPTERS)('%s', (adapter) => {
       // Not before: our queue moves only as the reader's kernel takes bytes, and that kernel read
       // ahead of the reader; its last taking is not observable here, so no lower bound beyond the stop.
       expect(end.at).toBeGreaterThan(stoppedAt);
-      expect(end.at - stoppedAt).toBeLessThanOrEqual(BOUND + PROGRESS_CHECK + LATE);
+      expect(end.at - stoppedAt).toBeLessThanOrEqual(BOUND + PROGRESS_CHECK + SLOP);
     });
   });
 
   it('at the default maxPayload (1 MiB), a 16 MiB message closes its connection with 1009 before it is buffered', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const peer = await scene.peer('/ws/echo');
     const before = await scene.server.command<FixtureState>({ cmd: 'gc' });
     peer.ws.send(Buffer.alloc(16 * MiB, 0x61));
@@ -179,12 +180,12 @@ describe.each(ADAPTERS)('%s', (adapter) => {
   });
 
   it('at the default maxBufferedAmount (64 MiB), a peer that stops reading while the application floods it is ended with backpressure, the server memory bounded', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     // A raw peer that never reads, but sends an unsolicited pong every interval / 2: alive, so
     // only its backlog can end it.
     const { socket, port } = await rawPeer(scene, '/ws/echo');
     const keepAlive = setInterval(() => socket.write(maskedFrame(OPCODE.pong)), INTERVAL / 2);
-    scene.cleanup.push(() => clearInterval(keepAlive));
+    scene.cleanup.defer(() => clearInterval(keepAlive));
     const start = await scene.server.command<number>({ cmd: 'peakStart' });
     scene.inject();
     // A new 64 KiB chunk every 5 ms (12.8 MB/s): 64 MiB are queued after about 5 s.
@@ -195,7 +196,7 @@ describe.each(ADAPTERS)('%s', (adapter) => {
     expect(end.reason).toBe('backpressure');
     // The limit, what the flood adds between two looks at the queue (at most a second), 2 MiB of noise.
     const floodRate = (64 * 1024) / 5;
-    expect(peak - start).toBeLessThan(64 * MiB + floodRate * (Math.min(INTERVAL, 1000) + LATE) + 2 * MiB);
+    expect(peak - start).toBeLessThan(64 * MiB + floodRate * (Math.min(INTERVAL, 1000) + SLOP) + 2 * MiB);
     expect(peak - start).toBeGreaterThan(32 * MiB); // it was the limit that ended it, not something earlier
   });
 });

@@ -15,8 +15,9 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { maskedFrame, OPCODE } from '../helpers/clients';
-import { EPSILON, ms, sleep } from '../helpers/time';
-import { ADAPTERS, BYSTANDERS, DEFAULT_CONFIG, LATE, echo, mono, until, useScenes, type AdapterName, type Peer, type Scene } from './support';
+import { useCleanup } from '../helpers/cleanup';
+import { EPSILON, SLOP, ms, sleep } from '../helpers/time';
+import { ADAPTERS, BYSTANDERS, DEFAULT_CONFIG, echo, mono, openScene, until, type AdapterName, type Peer, type Scene } from './support';
 
 /** How fast a refusal (or a 101) must be answered, and the server's side closed after a refusal. */
 const ANSWER = ms(50);
@@ -47,7 +48,7 @@ class Raw {
       if (Number.isNaN(this.answeredAt) && this.data.includes('\r\n\r\n')) this.answeredAt = mono();
     });
     this.socket.on('end', gone).on('error', gone).on('close', gone);
-    scene.cleanup.push(() => this.destroy());
+    scene.cleanup.defer(() => this.destroy());
   }
 
   /**
@@ -125,7 +126,7 @@ async function expectUpgraded(scene: Scene, raw: Raw, route: string, within = AN
   expect(connection.route).toBe(route);
 }
 
-const scenes = useScenes();
+const cleanup = useCleanup();
 
 /**
  * Request targets and the status a plain GET of each gets from the framework's router (426: it
@@ -176,7 +177,7 @@ const MALFORMED: Array<{ name: string; request: string; fastify: number; express
 describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
   describe('path confusion', () => {
     it.each(PATHS)('an upgrade of $target is routed as a plain GET of it is', async (row) => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const get = await send(scene, `GET ${row.target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
       const httpStatus = await get.status();
       expect(httpStatus).toBe(row[adapter]);
@@ -188,7 +189,7 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
 
   describe('malformed handshakes', () => {
     it.each(MALFORMED)('$name: its status within ms(50), the socket closed, no WebSocket', async (row) => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const before = await scene.server.state();
       const raw = await send(scene, row.request);
       await expectRefused(raw, row[adapter]);
@@ -200,7 +201,7 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
   });
 
   it('Sec-WebSocket-Extensions: constructor on /ws/deflate: a 101 within ms(50) with no extension negotiated', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const raw = await send(scene, upgrade('/ws/deflate', { extra: ['Sec-WebSocket-Extensions: constructor'] }));
     await expectUpgraded(scene, raw, '/ws/deflate');
     expect(raw.head.toLowerCase()).not.toContain('sec-websocket-extensions');
@@ -212,7 +213,7 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
   });
 
   it('Origin on /ws/origin: a wrong one is refused 403, a missing one is accepted', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     for (const origin of ['https://evil.example', 'https://good.example.evil', 'null']) {
       await expectRefused(await send(scene, upgrade('/ws/origin', { extra: [`Origin: ${origin}`] })), 403);
     }
@@ -223,7 +224,7 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
 
   describe('authentication on /ws/auth', () => {
     it('a refused upgrade (no or bad token) gets 401 and no WebSocket is created', async () => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const before = await scene.server.state();
       await expectRefused(await send(scene, upgrade('/ws/auth')), 401);
       await expectRefused(await send(scene, upgrade('/ws/auth', { extra: ['x-token: bad'] })), 401);
@@ -235,12 +236,12 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
 
     it('a client gone during async authentication: nothing created, nothing thrown, nothing leaked', async () => {
       // One connection to spare from 127.0.0.1: a leaked reservation would refuse the last upgrade 429.
-      const scene = await scenes.open(adapter, { perClientLimit: BYSTANDERS + 1 });
+      const scene = await openScene(cleanup, adapter, { perClientLimit: BYSTANDERS + 1 });
       const before = await scene.server.state();
       const raw = await send(scene, upgrade('/ws/auth', { extra: ['x-token: slow'] }));
       await sleep(AUTH_DELAY / 3);
       raw.destroy();
-      await sleep(AUTH_DELAY + LATE);
+      await sleep(AUTH_DELAY + SLOP);
       const after = await scene.server.state();
       expect(raw.data.length).toBe(0);
       expect(after.handlerCalls['/ws/auth']).toBe(before.handlerCalls['/ws/auth']);
@@ -251,16 +252,16 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
 
     it('authentication that never answers (or too late): the socket is destroyed at authTimeout, with 503', async () => {
       // `slow` answers at authDelay, after authTimeout: its late yes must be ignored.
-      const scene = await scenes.open(adapter, { authDelay: AUTH_TIMEOUT + ms(300) });
+      const scene = await openScene(cleanup, adapter, { authDelay: AUTH_TIMEOUT + ms(300) });
       const never = await send(scene, upgrade('/ws/auth', { extra: ['x-token: never'] }));
       const late = await send(scene, upgrade('/ws/auth', { extra: ['x-token: slow'] }));
       for (const raw of [never, late]) {
         await raw.closed(AUTH_TIMEOUT + ms(2000));
         expect(raw.closedAt - raw.writeStart).toBeGreaterThanOrEqual(AUTH_TIMEOUT - EPSILON);
-        expect(raw.closedAt - raw.sentAt).toBeLessThanOrEqual(AUTH_TIMEOUT + LATE);
+        expect(raw.closedAt - raw.sentAt).toBeLessThanOrEqual(AUTH_TIMEOUT + SLOP);
         if (raw.data.length > 0) expect(await raw.status()).toBe(503);
       }
-      await sleep(ms(300) + LATE);
+      await sleep(ms(300) + SLOP);
       const state = await scene.server.state();
       expect(state.handlerCalls['/ws/auth']).toBe(0);
       expect(state.size).toBe(BYSTANDERS);
@@ -268,11 +269,11 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
   });
 
   it('slow headers on an upgrade are answered 408 at headersTimeout, while another upgrade completes meanwhile', async () => {
-    const scene = await scenes.open(adapter);
+    const scene = await openScene(cleanup, adapter);
     const trickle = await send(scene, 'GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Trickle: ');
     const startedAt = trickle.writeStart;
     const timer = setInterval(() => trickle.socket.writable && trickle.socket.write('a'), ms(50));
-    scene.cleanup.push(() => clearInterval(timer));
+    scene.cleanup.defer(() => clearInterval(timer));
     await sleep(ms(200));
     const healthy = await scene.peer('/ws/echo');
     await echo(healthy, 'during the trickle');
@@ -282,14 +283,14 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
     clearInterval(timer);
     // Node checks every tenth of headersTimeout.
     expect(trickle.answeredAt - startedAt).toBeGreaterThanOrEqual(HEADERS_TIMEOUT - EPSILON);
-    expect(trickle.answeredAt - startedAt).toBeLessThanOrEqual(HEADERS_TIMEOUT + HEADERS_TIMEOUT / 10 + LATE);
+    expect(trickle.answeredAt - startedAt).toBeLessThanOrEqual(HEADERS_TIMEOUT + HEADERS_TIMEOUT / 10 + SLOP);
     await trickle.closed();
-    expect(trickle.closedAt - trickle.answeredAt).toBeLessThanOrEqual(LATE);
+    expect(trickle.closedAt - trickle.answeredAt).toBeLessThanOrEqual(SLOP);
   });
 
   describe('connection limits', () => {
     it('per route: the 4th upgrade on /ws/limited gets 503, and after one closes a new one gets in', async () => {
-      const scene = await scenes.open(adapter);
+      const scene = await openScene(cleanup, adapter);
       const peers: Peer[] = [];
       for (let i = 0; i < ROUTE_LIMIT; i++) peers.push(await scene.peer('/ws/limited'));
       await expectRefused(await send(scene, upgrade('/ws/limited')), 503);
@@ -301,7 +302,7 @@ describe.each(ADAPTERS)('%s', (adapter: AdapterName) => {
 
     it('per client address: beyond maxConnectionsPerClient 429, while another address still gets in', async () => {
       const limit = BYSTANDERS + 1; // the bystanders are 20 connections from 127.0.0.1
-      const scene = await scenes.open(adapter, { perClientLimit: limit });
+      const scene = await openScene(cleanup, adapter, { perClientLimit: limit });
       const peers: Peer[] = [];
       for (let i = 0; i < limit; i++) peers.push(await scene.peer('/ws/echo', { localAddress: '127.0.0.2' }));
       const first = await scene.server.next('connection', (e) => e.remotePort === peers[0]!.port, ms(2000));

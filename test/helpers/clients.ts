@@ -4,8 +4,8 @@
  * tracked by a `Heartbeat` and echoed; ordinary `ws` clients that count what they receive;
  * raw TCP peers that do the handshake by hand and then misbehave on purpose.
  *
- * A `TestBed` remembers everything it opened, so one `await bed.closeAll()` in `afterEach`
- * leaves no socket, server, timer or engine behind.
+ * The `…For(cleanup, …)` openers hand what they open to the test's cleanup (cleanup.ts), and
+ * `cleanup.add(await startEchoServer())` closes a server's engine, sockets and itself.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -13,6 +13,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type ClientOptions, type RawData, type ServerOptions } from 'ws';
 import { Heartbeat, type HeartbeatOptions, type TerminateInfo, type TerminateReason } from '@ws-heartbeat/core';
+import type { Cleanup } from './cleanup';
 import { ms, now, waitFor } from './time';
 
 /** `ws` server options, plus the ones @types/ws does not declare yet. */
@@ -327,48 +328,26 @@ export function openClients(url: string, n: number, options: ClientOptions = {})
   return Promise.all(Array.from({ length: n }, () => openClient(url, options)));
 }
 
-/**
- * Owns everything a test opens. Call `closeAll()` in `afterEach`: clients are terminated, raw
- * peers destroyed, then each server closes its engine, its sockets and itself.
- */
-export class TestBed {
-  private readonly servers: EchoServer[] = [];
-  private readonly clients: TestClient[] = [];
-  private readonly raws: net.Socket[] = [];
+/** Opens one `ws` client that `cleanup` terminates (and waits to be closed). */
+export async function openClientFor(cleanup: Cleanup, url: string, options?: ClientOptions): Promise<TestClient> {
+  const client = await openClient(url, options);
+  cleanup.defer(() => {
+    client.ws.terminate();
+    return client.closed;
+  });
+  return client;
+}
 
-  async server(options?: EchoServerOptions): Promise<EchoServer> {
-    const server = await startEchoServer(options);
-    this.servers.push(server);
-    return server;
-  }
+/** Opens `n` clients to `url` in parallel, each terminated by `cleanup`. */
+export function openClientsFor(cleanup: Cleanup, url: string, n: number, options?: ClientOptions): Promise<TestClient[]> {
+  return Promise.all(Array.from({ length: n }, () => openClientFor(cleanup, url, options)));
+}
 
-  async client(url: string, options?: ClientOptions): Promise<TestClient> {
-    const client = await openClient(url, options);
-    this.clients.push(client);
-    return client;
-  }
-
-  async clientsOf(url: string, n: number, options?: ClientOptions): Promise<TestClient[]> {
-    const clients = await openClients(url, n, options);
-    this.clients.push(...clients);
-    return clients;
-  }
-
-  async raw(port: number, path?: string, options?: { allowHalfOpen?: boolean }): Promise<RawClient> {
-    const raw = await rawUpgrade(port, path, options);
-    this.raws.push(raw.socket);
-    return raw;
-  }
-
-  async closeAll(): Promise<void> {
-    for (const client of this.clients) client.ws.terminate();
-    for (const socket of this.raws) socket.destroy();
-    await Promise.all(this.clients.map((c) => c.closed));
-    await Promise.all(this.servers.map((s) => s.close()));
-    this.clients.length = 0;
-    this.raws.length = 0;
-    this.servers.length = 0;
-  }
+/** {@link rawUpgrade}, the socket destroyed by `cleanup`. */
+export async function rawUpgradeFor(cleanup: Cleanup, port: number, path?: string, options?: { allowHalfOpen?: boolean }): Promise<RawClient> {
+  const raw = await rawUpgrade(port, path, options);
+  cleanup.defer(() => raw.socket.destroy());
+  return raw;
 }
 
 /** How many peers of each kind {@link openPeerMix} opens. */
@@ -400,7 +379,7 @@ export type ShutdownReport<Extra = unknown> =
 
 /**
  * Opens the peers of a shutdown test against `ws://127.0.0.1:<port><path>`, then waits (up to
- * 10 s) until `tracked()` reports them all. Used by the child processes whose exit is measured.
+ * `ms(10_000)`) until `tracked()` reports them all. Used by the child processes whose exit is measured.
  */
 export async function openPeerMix(port: number, path: string, mix: PeerMix, tracked: () => number): Promise<void> {
   const open = (autoPong: boolean) =>
@@ -425,5 +404,5 @@ export async function openPeerMix(port: number, path: string, mix: PeerMix, trac
   }
   await Promise.all(opening);
   const total = mix.healthy + mix.silent + mix.ignoring;
-  await waitFor(() => tracked() >= total, 10_000, `${total} tracked connections`);
+  await waitFor(() => tracked() >= total, ms(10_000), `${total} tracked connections`);
 }

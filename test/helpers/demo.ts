@@ -7,7 +7,9 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { ms, waitFor } from './time';
+import { killProcess } from './child';
+import type { Cleanup } from './cleanup';
+import { ms } from './time';
 
 export const ROOT = join(__dirname, '..', '..');
 const SERVER = join(ROOT, 'examples', 'server.mjs');
@@ -29,10 +31,8 @@ export interface Demo {
   exited: Promise<Exit>;
 }
 
-const children = new Set<ChildProcessWithoutNullStreams>();
-
-/** Starts the demo (on `port`, or one the system picks); resolves once it printed its URL line. */
-export function startDemo(port = 0): Promise<Demo> {
+/** Starts the demo (on `port`, or one the system picks), killed by `cleanup`; resolves once it printed its URL line. */
+export function startDemo(cleanup: Cleanup, port = 0): Promise<Demo> {
   for (const name of ['core', 'fastify', 'client']) {
     if (!existsSync(join(ROOT, 'packages', name, 'dist', 'index.js'))) {
       throw new Error(`packages/${name}/dist is missing: build the packages first (\`pnpm run build\`)`);
@@ -41,12 +41,9 @@ export function startDemo(port = 0): Promise<Demo> {
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) };
   delete env.HOST;
   const child = spawn(process.execPath, [SERVER], { cwd: ROOT, env });
-  children.add(child);
+  cleanup.defer(() => killProcess(child));
   const exited = new Promise<Exit>((resolve) => {
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   const lines: string[] = [];
   let stderr = '';
@@ -84,20 +81,10 @@ export async function terminateDemo(demo: Demo): Promise<Exit | 'still running'>
   }
 }
 
-/** Kills every demo still running (for afterAll, whatever the tests did) and waits until they are gone. */
-export async function killDemos(): Promise<void> {
-  for (const child of children) child.kill('SIGKILL');
-  await waitFor(() => children.size === 0, ms(5000), 'the demo processes to exit');
-}
-
-/** The `ws` clients of the demo that are still open (each leaves the set on its 'close'). */
-export const demoClients = new Set<WebSocket>();
-
-/** Opens a `ws` client to the demo's `path`; resolves once it is open. */
-export function connectToDemo(port: number, path: string, options?: WebSocket.ClientOptions): Promise<WebSocket> {
+/** Opens a `ws` client to the demo's `path`, terminated by `cleanup`; resolves once it is open. */
+export function connectToDemo(cleanup: Cleanup, port: number, path: string, options?: WebSocket.ClientOptions): Promise<WebSocket> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, options);
-  demoClients.add(ws);
-  ws.on('close', () => demoClients.delete(ws));
+  cleanup.defer(() => ws.terminate());
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);

@@ -1,14 +1,12 @@
 /**
- * Pieces shared by the adapter suites (packages/fastify/test, packages/express/test): child
- * processes with IPC, bounded waits, the per-test cleanup stack and the clients it ends, http
- * servers that start and stop, and the per-route heartbeat check both adapters must pass.
+ * Pieces shared by the adapter suites (packages/fastify/test, packages/express/test): bounded
+ * waits, http servers that start and stop, and the per-route heartbeat check both adapters
+ * must pass.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import type { Server } from 'node:http';
-import path from 'node:path';
 import { WebSocket, type ClientOptions } from 'ws';
 import type { Heartbeat, TerminateReason } from '@ws-heartbeat/core';
-import { openClient, type TestClient } from './clients';
+import type { TestClient } from './clients';
 import { ms, now, sleep, waitFor } from './time';
 
 /** Resolves once `server` listens; rejects with its 'error' (a port in use, say). */
@@ -25,34 +23,6 @@ export async function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }
-
-/** Cleanup steps of the running test, run last-in first-out by the suite's afterEach. */
-export type Teardown = (() => unknown)[];
-
-/** The cleanup stack of a test file: what each test pushes runs last-in first-out after it. */
-export function useTeardown(): Teardown {
-  const teardown: Teardown = [];
-  afterEach(async () => {
-    while (teardown.length > 0) await teardown.pop()!();
-  });
-  return teardown;
-}
-
-/** Opens a client that is terminated after the test. */
-export async function openClientFor(teardown: Teardown, url: string, options?: ClientOptions): Promise<TestClient> {
-  const opened = await openClient(url, options);
-  teardown.push(() => {
-    opened.ws.terminate();
-    return opened.closed;
-  });
-  return opened;
-}
-
-/** A program that opens `count` ws clients to `url`, says `{ type: 'ready', ports }`, then reports their pings and closes (see its header). */
-export const HELD_CLIENTS = path.join(__dirname, 'held-clients.js');
-
-/** The loader that lets a child process run a `.ts` file (see its header). */
-export const REGISTER_TS = path.join(__dirname, '../../packages/core/test/fixtures/register.js');
 
 /** `promise`, or a rejection naming `what` once `timeout` ms passed without it settling. */
 export async function within<T>(promise: Promise<T>, timeout: number, what: string): Promise<T> {
@@ -73,46 +43,6 @@ export async function firstMessage(c: TestClient): Promise<string> {
   const first = c.messages[0];
   if (first === undefined) throw new Error(`closed with ${c.closeInfo?.code} before any message`);
   return first.data.toString();
-}
-
-export interface Child<M> {
-  process: ChildProcess;
-  /** Every IPC message, with the time it arrived. */
-  messages: Array<{ message: M; at: number }>;
-  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null;
-}
-
-/** Forks `file` with IPC; the child never outlives the test (a stopped one is continued, then killed). */
-export function forkChild<M>(teardown: Teardown, file: string, args: string[], execArgv: string[] = []): Child<M> {
-  const child: Child<M> = {
-    process: fork(file, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-    messages: [],
-    exit: null,
-  };
-  child.process.on('message', (message) => child.messages.push({ message: message as M, at: now() }));
-  child.process.on('exit', (code, signal) => {
-    child.exit = { code, signal, at: now() };
-  });
-  teardown.push(() => killProcess(child.process));
-  return child;
-}
-
-/** SIGCONT (a stopped child cannot die otherwise), SIGKILL, and waits for the exit; nothing if it already exited. */
-export async function killProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGCONT');
-  child.kill('SIGKILL');
-  await exited;
-}
-
-/** Waits for the first IPC message of `type`; fails early if the child exits first. */
-export async function childMessage<M extends { type: string }>(child: Child<M>, type: M['type'], timeout: number): Promise<{ message: M; at: number }> {
-  const find = () => child.messages.find((m) => m.message.type === type);
-  await waitFor(() => find() !== undefined || child.exit !== null, timeout, `a '${type}' message from the child`);
-  const found = find();
-  if (found === undefined) throw new Error(`the child exited (${JSON.stringify(child.exit)}) before sending '${type}'`);
-  return found;
 }
 
 /** What {@link expectRoutesKeepTheirOwnHeartbeat} needs from an adapter's test application. */

@@ -25,6 +25,14 @@ export const SLOP = ms(60);
 /** Longer than any test runs: a heartbeat setting that must never act in that test. */
 export const NEVER = ms(30_000);
 
+/**
+ * The heartbeat the real-socket tests run with, in every process (test files, their child
+ * fixtures, the fault suite's server): small, so that a bound is met within a test.
+ */
+export const INTERVAL = ms(200);
+export const TIMEOUT = ms(100);
+export const CLOSE_TIMEOUT = ms(300);
+
 /** Resolves after `n` real milliseconds (not scaled: pass `ms(n)` for a scaled wait). */
 export function sleep(n: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, n));

@@ -3,7 +3,6 @@
  * WebSocket. Servers that must vanish (SIGSTOP) or die (SIGKILL), and the client that must sleep,
  * run in child processes (fixtures/). Every bound goes through ms(), widened by WSH_TIME_SCALE.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,43 +10,22 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { UpgradeRouter } from '@ws-heartbeat/core';
 import { HeartbeatClient, backoffDelay, retryHint, type ClientEventMap, type ClientEventType } from '@ws-heartbeat/client';
+import { childMessage, forkChild, type Child } from '../../../test/helpers/child';
+import { useCleanup } from '../../../test/helpers/cleanup';
 import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
-const REGISTER = path.join(__dirname, '../../core/test/fixtures/register.js');
 
-const children = new Set<ChildProcess>();
-const clients = new Set<HeartbeatClient>();
+const cleanup = useCleanup();
 
-afterEach(async () => {
-  for (const client of clients) client.close();
-  clients.clear();
-  for (const child of children) {
-    child.kill('SIGCONT');
-    child.kill('SIGKILL');
-  }
-  await waitFor(() => [...children].every((c) => c.exitCode !== null || c.signalCode !== null), ms(5000), 'children to exit');
-  children.clear();
-});
-
-function forkFixture(file: string, args: string[]): ChildProcess {
-  const child = fork(path.join(FIXTURES, file), args, { execArgv: ['--require', REGISTER], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.add(child);
-  return child;
-}
+type ServerMessage = { type: 'ready'; port: number };
+type SleeperMessage = { type: 'event'; event: ClientEventType; detail: unknown; at: number };
 
 /** A server process on `port` (0: any); resolves with it and its port once it listens. */
-async function startServer(port = 0): Promise<{ child: ChildProcess; port: number }> {
-  const child = forkFixture('server.ts', [String(port)]);
-  const ready = await new Promise<{ port: number }>((resolve, reject) => {
-    child.once('message', (message) => resolve(message as { port: number }));
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before it listened`)));
-  });
-  return { child, port: ready.port };
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+async function startServer(port = 0): Promise<{ child: Child<ServerMessage>; port: number }> {
+  const child = forkChild<ServerMessage>(cleanup, path.join(FIXTURES, 'server.ts'), { args: [String(port)] });
+  const ready = await childMessage(child, 'ready', ms(20_000));
+  return { child, port: ready.message.port };
 }
 
 /** A client whose every event is recorded with the time it arrived. */
@@ -61,7 +39,7 @@ function record(client: HeartbeatClient): Array<{ type: ClientEventType; event: 
 
 function newClient(url: string, options: ConstructorParameters<typeof HeartbeatClient>[1] = {}): HeartbeatClient {
   const client = new HeartbeatClient(url, { WebSocket: WebSocket as never, ...options });
-  clients.add(client);
+  cleanup.defer(() => client.close());
   return client;
 }
 
@@ -89,7 +67,7 @@ describe('HeartbeatClient against the server engine', () => {
     }
     expect(events.some((e) => e.type === 'message')).toBe(false); // the answers are not application messages
 
-    first.child.kill('SIGSTOP');
+    first.child.process.kill('SIGSTOP');
     const lastAnswer = Math.max(...events.filter((e) => e.type === 'heartbeat' || e.type === 'open').map((e) => e.at));
     await waitFor(() => events.some((e) => e.type === 'dead'), PING + PONG + ms(1000), 'dead');
     const dead = events.find((e) => e.type === 'dead')!;
@@ -105,8 +83,8 @@ describe('HeartbeatClient against the server engine', () => {
     for (const text of ['one', 'two', 'three']) expect(client.send(text)).toBe(true);
     expect(client.queued).toBe(3);
 
-    first.child.kill('SIGKILL');
-    await exited(first.child);
+    first.child.process.kill('SIGKILL');
+    await first.child.exited;
     await startServer(first.port);
     await waitFor(() => events.filter((e) => e.type === 'open').length >= 2, ms(5000), 'the second open');
     await waitFor(() => events.filter((e) => e.type === 'message').length >= 3, ms(2000), 'the echoes of the queue');
@@ -123,20 +101,24 @@ describe('HeartbeatClient against the server engine', () => {
     await waitFor(() => events.some((e) => e.type === 'open'), ms(2000), 'open');
 
     const killed = now();
-    server.child.kill('SIGKILL');
+    server.child.process.kill('SIGKILL');
     await waitFor(() => events.filter((e) => e.type === 'reconnecting').length >= 3, ms(3000), 'three reconnect attempts');
     const dead = events.find((e) => e.type === 'dead')!;
     expect((dead.event as ClientEventMap['dead']).reason).toBe('connection-lost');
     expect(dead.at - killed).toBeLessThanOrEqual(SLOP);
     // More attempts may have come while this test looked: the first three are checked.
-    const attempts = events.filter((e) => e.type === 'reconnecting').map((e) => e.event as ClientEventMap['reconnecting']).slice(0, 3);
+    const reconnecting = events.filter((e) => e.type === 'reconnecting').slice(0, 3);
+    const attempts = reconnecting.map((e) => e.event as ClientEventMap['reconnecting']);
     expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
     // Full jitter: each delay lies in [0, min(maxDelay, minDelay × 2^(attempt-1))].
     attempts.forEach((a, i) => {
       expect(a.hinted).toBe(false);
-      expect(a.delay).toBeGreaterThanOrEqual(0);
       expect(a.delay).toBeLessThanOrEqual(Math.min(ms(400), ms(100) * 2 ** i));
     });
+    // Each attempt waits out its delay: the next attempt (refused at once) is announced no sooner.
+    for (let i = 0; i < 2; i++) {
+      expect(reconnecting[i + 1]!.at - reconnecting[i]!.at).toBeGreaterThanOrEqual(attempts[i]!.delay - EPSILON);
+    }
     expect(client.readyState).toBe(WebSocket.CONNECTING);
   });
 
@@ -164,6 +146,11 @@ describe('HeartbeatClient against the server engine', () => {
     router.attach(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
+    // Whichever router and server are up at the end (the clients, opened later, close first).
+    cleanup.defer(async () => {
+      await router.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
 
     const opens: number[][] = [];
     const hints: ClientEventMap['reconnecting'][] = [];
@@ -188,46 +175,42 @@ describe('HeartbeatClient against the server engine', () => {
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     const backAt = now();
 
-    try {
-      await waitFor(() => opens.every((t) => t.length === 2), WINDOW + ms(3000), 'every client to come back');
-      expect(hints).toHaveLength(N);
-      for (const hint of hints) {
-        expect(hint.hinted).toBe(true);
-        expect(hint.delay).toBeLessThanOrEqual(WINDOW);
-      }
-      const back = opens.map((t) => t[1]! - closedAt);
-      expect(Math.max(...back)).toBeLessThanOrEqual(WINDOW + (backAt - closedAt) + SLOP);
-      const perSlot = new Map<number, number>();
-      for (const t of back) perSlot.set(Math.floor(t / 100), (perSlot.get(Math.floor(t / 100)) ?? 0) + 1);
-      expect(Math.max(...perSlot.values())).toBeLessThanOrEqual(0.15 * N);
-      // And they did spread: the window's second half got its share too.
-      expect(back.filter((t) => t > WINDOW / 2).length).toBeGreaterThanOrEqual(N / 4);
-    } finally {
-      for (const client of clients) client.close();
-      await router.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    await waitFor(() => opens.every((t) => t.length === 2), WINDOW + ms(3000), 'every client to come back');
+    expect(hints).toHaveLength(N);
+    for (const hint of hints) {
+      expect(hint.hinted).toBe(true);
+      expect(hint.delay).toBeLessThanOrEqual(WINDOW);
     }
+    const back = opens.map((t) => t[1]! - closedAt);
+    expect(Math.max(...back)).toBeLessThanOrEqual(WINDOW + (backAt - closedAt) + SLOP);
+    const perSlot = new Map<number, number>();
+    for (const t of back) perSlot.set(Math.floor(t / 100), (perSlot.get(Math.floor(t / 100)) ?? 0) + 1);
+    expect(Math.max(...perSlot.values())).toBeLessThanOrEqual(0.15 * N);
+    // And they did spread: the window's second half got its share too.
+    expect(back.filter((t) => t > WINDOW / 2).length).toBeGreaterThanOrEqual(N / 4);
   });
 
   test('a client whose timer fires late after a sleep (SIGSTOP with a probe out) does not declare a healthy server dead', async () => {
     const PING = ms(200);
     const PONG = ms(400);
     const server = await startServer();
-    const sleeper = forkFixture('sleeper.ts', [`ws://127.0.0.1:${server.port}/ws`, String(PING), String(PONG), String(server.child.pid)]);
+    const sleeper = forkChild<SleeperMessage>(cleanup, path.join(FIXTURES, 'sleeper.ts'), {
+      args: [`ws://127.0.0.1:${server.port}/ws`, String(PING), String(PONG), String(server.child.process.pid)],
+    });
     const events: Array<{ event: ClientEventType; at: number }> = [];
-    sleeper.on('message', (message: { type: string; event: ClientEventType; at: number }) => {
+    sleeper.process.on('message', (message: SleeperMessage) => {
       if (message.type === 'event') events.push({ event: message.event, at: message.at });
     });
     await waitFor(
-      () => processState(sleeper.pid!) === 'T' && processState(server.child.pid!) === 'T',
+      () => processState(sleeper.process.pid!) === 'T' && processState(server.child.process.pid!) === 'T',
       ms(5000),
       'the client to stop itself and the server with its second probe out',
     );
     expect(events.filter((e) => e.event === 'heartbeat')).toHaveLength(1);
     await sleep(ms(1500)); // far beyond pingInterval + pongTimeout
-    sleeper.kill('SIGCONT');
+    sleeper.process.kill('SIGCONT');
     await sleep(ms(100));
-    server.child.kill('SIGCONT');
+    server.child.process.kill('SIGCONT');
 
     await waitFor(() => events.filter((e) => e.event === 'heartbeat').length >= 4, 4 * (PING + PONG) + ms(2000), 'heartbeats after waking');
     expect(events.filter((e) => e.event === 'dead' || e.event === 'close')).toEqual([]);
@@ -246,14 +229,9 @@ describe('HeartbeatClient settings, queue and retries', () => {
     let closed: Promise<void> | undefined;
     const close = (): Promise<void> =>
       (closed ??= Promise.all([router.close(), new Promise<void>((resolve) => server.close(() => resolve()))]).then(() => undefined));
-    servers.push(close);
+    cleanup.defer(close);
     return { port: (server.address() as AddressInfo).port, close };
   }
-  const servers: Array<() => Promise<void>> = [];
-  afterEach(async () => {
-    for (const client of clients) client.close();
-    await Promise.all(servers.splice(0).map((close) => close()));
-  });
 
   /** A port nothing listens on (it was free a moment ago). */
   async function freePort(): Promise<number> {

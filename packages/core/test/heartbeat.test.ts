@@ -5,93 +5,31 @@
  *
  * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import { Heartbeat, TICK_MS, shutdownFrame, type HeartbeatOptions, type HeartbeatStats, type OverloadInfo } from '@ws-heartbeat/core';
-import { OPCODE, TestBed, closePayload, maskedFrame, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
-import { EPSILON, NEVER, SLOP, busyWait, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { Heartbeat, TICK_MS, type HeartbeatOptions, type HeartbeatStats, type OverloadInfo } from '@ws-heartbeat/core';
+import { shutdownClose } from '@ws-heartbeat/protocol';
+import { childMessage, expectExitByItself, forkChild, type Child } from '../../../test/helpers/child';
+import { useCleanup } from '../../../test/helpers/cleanup';
+import { OPCODE, closePayload, maskedFrame, openClientFor, openClientsFor, rawUpgradeFor, startEchoServer, type EchoServerOptions, type EchoServer, type TestClient } from '../../../test/helpers/clients';
+import { CLOSE_TIMEOUT, EPSILON, INTERVAL, NEVER, SLOP, TIMEOUT, busyWait, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutdown-child';
 
-const INTERVAL = ms(200);
-const TIMEOUT = ms(100);
-const CLOSE_TIMEOUT = ms(300);
 const MiB = 1024 * 1024;
 
 const FIXTURES = path.join(__dirname, 'fixtures');
-const REGISTER_TS = path.join(FIXTURES, 'register.js');
 
-let bed: TestBed;
+const cleanup = useCleanup();
 
-beforeEach(() => {
-  bed = new TestBed();
-});
-
-afterEach(async () => {
-  await killChildren();
-  await bed.closeAll();
-});
+/** An echo server (clients.ts) that the test's cleanup closes. */
+async function echoServer(options?: EchoServerOptions): Promise<EchoServer> {
+  return cleanup.add(await startEchoServer(options));
+}
 
 // ---- child processes -------------------------------------------------------------------
-
-interface ChildMessage {
-  type: string;
-}
-
-interface Child<M extends ChildMessage> {
-  process: ChildProcess;
-  /** Every IPC message, with the time it arrived. */
-  messages: Array<{ message: M; at: number }>;
-  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null;
-  /** The IPC channel closed: no message will arrive any more. */
-  disconnected: boolean;
-}
-
-const children = new Set<Child<ChildMessage>>();
-
-function forkChild<M extends ChildMessage>(file: string, args: string[], execArgv: string[] = []): Child<M> {
-  const child: Child<M> = {
-    process: fork(path.join(FIXTURES, file), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-    messages: [],
-    exit: null,
-    disconnected: false,
-  };
-  child.process.on('message', (message) => child.messages.push({ message: message as M, at: now() }));
-  child.process.on('exit', (code, signal) => {
-    child.exit = { code, signal, at: now() };
-  });
-  child.process.on('disconnect', () => {
-    child.disconnected = true;
-  });
-  children.add(child as Child<ChildMessage>);
-  return child;
-}
-
-/** The first message of `type` that arrived at or after index `from`. */
-async function nextMessage<M extends ChildMessage, T extends M['type']>(
-  child: Child<M>,
-  type: T,
-  timeout: number,
-  from = 0,
-): Promise<{ message: Extract<M, { type: T }>; at: number }> {
-  const find = () => child.messages.slice(from).find((m) => m.message.type === type);
-  await waitFor(() => find() !== undefined || child.disconnected, timeout, `a '${type}' message from the child`);
-  const found = find();
-  if (found === undefined) throw new Error(`child disconnected (exit: ${JSON.stringify(child.exit)}) before sending '${type}'`);
-  return found as { message: Extract<M, { type: T }>; at: number };
-}
-
-/** Children never outlive their test. */
-async function killChildren(): Promise<void> {
-  for (const child of children) {
-    if (child.exit === null) child.process.kill('SIGKILL');
-  }
-  await waitFor(() => [...children].every((c) => c.exit !== null), ms(5000), 'children to exit');
-  children.clear();
-}
 
 interface StallReport {
   type: 'report';
@@ -102,15 +40,15 @@ type StallChildMessage = { type: 'ready' } | { type: 'error'; message: string } 
 async function stallReport(child: Child<StallChildMessage>): Promise<StallReport> {
   const from = child.messages.length;
   child.process.send({ type: 'report' });
-  return (await nextMessage(child, 'report', ms(2000), from)).message;
+  return (await childMessage(child, 'report', ms(2000), from)).message;
 }
 
 // ---- tests -------------------------------------------------------------------------------
 
 describe('Heartbeat on real sockets', () => {
   test('healthy idle peers survive 10 intervals and are pinged about once per interval', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
-    const clients = await bed.clientsOf(srv.url(), 5);
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const clients = await openClientsFor(cleanup, srv.url(), 5);
     await srv.waitForConnections(5);
     const firstTracked = Math.min(...srv.connections.map((c) => c.trackedAt));
 
@@ -129,8 +67,8 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('a peer that answers nothing is terminated interval + timeout after its last frame, not before', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
-    const client = await bed.client(srv.url('/?id=silent'), { autoPong: false });
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const client = await openClientFor(cleanup, srv.url('/?id=silent'), { autoPong: false });
     await srv.waitForConnections(1);
     const conn = srv.byId('silent');
 
@@ -175,9 +113,9 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('an idle peer is pinged an interval after its last frame, within one tick', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
     const hb = srv.hb!;
-    const client = await bed.client(srv.url('/?id=idle'));
+    await openClientFor(cleanup, srv.url('/?id=idle'));
     await srv.waitForConnections(1);
     const conn = srv.byId('idle');
     // The last inbound frame: the handshake, then each pong (seen by a listener added after the engine's).
@@ -201,8 +139,8 @@ describe('Heartbeat on real sockets', () => {
 
   test('a healthy peer is pinged every interval, also when the timeout is longer than the interval', async () => {
     const interval = ms(50);
-    const srv = await bed.server({ heartbeat: { interval, timeout: ms(300) } });
-    const healthy = await bed.client(srv.url('/?id=healthy'));
+    const srv = await echoServer({ heartbeat: { interval, timeout: ms(300) } });
+    const healthy = await openClientFor(cleanup, srv.url('/?id=healthy'));
     const window = ms(1500);
     await sleep(Math.max(0, healthy.openedAt + window - now()));
     // Each pong is the peer's last frame: the next ping goes out an interval after it.
@@ -215,13 +153,13 @@ describe('Heartbeat on real sockets', () => {
   test('connections that arrive together get their first pings spread before their due time; a silent one still meets its bound', async () => {
     const interval = ms(400);
     const window = interval / 4; // the engine's spread window for this interval
-    const srv = await bed.server({ heartbeat: { interval, timeout: TIMEOUT } });
+    const srv = await echoServer({ heartbeat: { interval, timeout: TIMEOUT } });
     const hb = srv.hb!;
     const firstPing = new Map<unknown, number>();
     hb.on('ping', (ws) => {
       if (!firstPing.has(ws)) firstPing.set(ws, now());
     });
-    await Promise.all([bed.clientsOf(srv.url('/'), 200), bed.client(srv.url('/?id=silent'), { autoPong: false })]);
+    await Promise.all([openClientsFor(cleanup, srv.url('/'), 200), openClientFor(cleanup, srv.url('/?id=silent'), { autoPong: false })]);
     await srv.waitForConnections(201);
     await waitFor(() => firstPing.size === 201, interval + ms(1000), 'every first ping');
 
@@ -243,9 +181,9 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('a peer that sends a message every interval/3 is never pinged; an idle peer on the same server is', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
-    const chatty = await bed.client(srv.url('/?id=chatty'));
-    const idle = await bed.client(srv.url('/?id=idle'));
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const chatty = await openClientFor(cleanup, srv.url('/?id=chatty'));
+    const idle = await openClientFor(cleanup, srv.url('/?id=idle'));
     await srv.waitForConnections(2);
 
     const chatter = setInterval(() => chatty.ws.send('tick'), Math.floor(INTERVAL / 3));
@@ -267,11 +205,11 @@ describe('Heartbeat on real sockets', () => {
     ['the engine destroys it (ws waits 30 s)', NEVER],
     ['ws, given the same closeTimeout, destroys it', CLOSE_TIMEOUT],
   ])('a peer that sends a close frame and then nothing is destroyed at closeTimeout: %s', async (_who, wsCloseTimeout) => {
-    const srv = await bed.server({
+    const srv = await echoServer({
       heartbeat: { interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT },
       ws: { closeTimeout: wsCloseTimeout },
     });
-    const raw = await bed.raw(srv.port, '/?id=closer');
+    const raw = await rawUpgradeFor(cleanup, srv.port, '/?id=closer');
     await srv.waitForConnections(1);
     const conn = srv.byId('closer');
     let sawEnd = false;
@@ -314,11 +252,11 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('a peer that sends FIN while data is queued to it and never reads is destroyed at closeTimeout', async () => {
-    const srv = await bed.server({
+    const srv = await echoServer({
       heartbeat: { interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT },
       ws: { closeTimeout: 30_000 },
     });
-    const raw = await bed.raw(srv.port, '/?id=fin'); // paused: it never reads
+    const raw = await rawUpgradeFor(cleanup, srv.port, '/?id=fin'); // paused: it never reads
     await srv.waitForConnections(1);
     const conn = srv.byId('fin');
     await fillQueue(conn.ws);
@@ -340,8 +278,8 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('control: without the engine, ws leaves that FIN-only peer with queued data stuck in CLOSING', async () => {
-    const srv = await bed.server({ heartbeat: false, ws: { closeTimeout: 30_000 } });
-    const raw = await bed.raw(srv.port, '/?id=fin');
+    const srv = await echoServer({ heartbeat: false, ws: { closeTimeout: 30_000 } });
+    const raw = await rawUpgradeFor(cleanup, srv.port, '/?id=fin');
     await srv.waitForConnections(1);
     const conn = srv.byId('fin');
     await fillQueue(conn.ws);
@@ -357,8 +295,8 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('while tracked, a connection is seen through emit() and close() of its own; on close it has its own methods back', async () => {
-    const srv = await bed.server({ heartbeat: { interval: NEVER, timeout: NEVER } });
-    const client = await bed.client(srv.url('/?id=a'));
+    const srv = await echoServer({ heartbeat: { interval: NEVER, timeout: NEVER } });
+    const client = await openClientFor(cleanup, srv.url('/?id=a'));
     await srv.waitForConnections(1);
     const conn = srv.byId('a');
     for (const [object, name] of [[conn.ws, 'emit'], [conn.ws, 'close'], [conn.socket, 'emit']] as const) {
@@ -374,45 +312,41 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('a raw socket with an emit() of its own is watched through an end listener instead, and is left as it was', async () => {
-    const srv = await bed.server({ heartbeat: false, ws: { closeTimeout: 30_000 } });
-    const hb = new Heartbeat({ interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT });
+    const srv = await echoServer({ heartbeat: false, ws: { closeTimeout: 30_000 } });
+    const hb = cleanup.add(new Heartbeat({ interval: NEVER, timeout: NEVER, closeTimeout: CLOSE_TIMEOUT }));
     const reasons: string[] = [];
     hb.on('terminate', (_ws, reason) => reasons.push(reason));
-    try {
-      const raw = await bed.raw(srv.port, '/?id=fin'); // paused: it never reads
-      await srv.waitForConnections(1);
-      const conn = srv.byId('fin');
-      const ownEmit = function (this: Duplex, ...args: [string | symbol, ...unknown[]]): boolean {
-        return Reflect.apply(Duplex.prototype.emit, this, args) as boolean;
-      };
-      conn.socket.emit = ownEmit;
-      const before = conn.socket.listeners('end');
-      hb.track(conn.ws, { socket: conn.socket });
-      expect(conn.socket.emit).toBe(ownEmit);
-      expect(conn.socket.listenerCount('end')).toBe(before.length + 1);
+    const raw = await rawUpgradeFor(cleanup, srv.port, '/?id=fin'); // paused: it never reads
+    await srv.waitForConnections(1);
+    const conn = srv.byId('fin');
+    const ownEmit = function (this: Duplex, ...args: [string | symbol, ...unknown[]]): boolean {
+      return Reflect.apply(Duplex.prototype.emit, this, args) as boolean;
+    };
+    conn.socket.emit = ownEmit;
+    const before = conn.socket.listeners('end');
+    hb.track(conn.ws, { socket: conn.socket });
+    expect(conn.socket.emit).toBe(ownEmit);
+    expect(conn.socket.listenerCount('end')).toBe(before.length + 1);
 
-      await fillQueue(conn.ws);
-      const finAt = now();
-      raw.socket.end();
-      await waitFor(() => conn.socketClosedAt !== null, CLOSE_TIMEOUT + ms(1000), 'the engine to destroy the socket');
-      expect(reasons).toEqual(['close-timeout']);
-      expect(conn.socketClosedAt! - finAt).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
-      expect(conn.socketClosedAt! - finAt).toBeLessThanOrEqual(CLOSE_TIMEOUT + ms(100));
+    await fillQueue(conn.ws);
+    const finAt = now();
+    raw.socket.end();
+    await waitFor(() => conn.socketClosedAt !== null, CLOSE_TIMEOUT + ms(1000), 'the engine to destroy the socket');
+    expect(reasons).toEqual(['close-timeout']);
+    expect(conn.socketClosedAt! - finAt).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+    expect(conn.socketClosedAt! - finAt).toBeLessThanOrEqual(CLOSE_TIMEOUT + ms(100));
 
-      await waitFor(() => conn.closed !== null, ms(1000), 'ws to emit close');
-      expect(conn.socket.emit).toBe(ownEmit);
-      for (const listener of conn.socket.listeners('end')) expect(before).toContain(listener);
-      expect(hb.size).toBe(0);
-    } finally {
-      await hb.close();
-    }
+    await waitFor(() => conn.closed !== null, ms(1000), 'ws to emit close');
+    expect(conn.socket.emit).toBe(ownEmit);
+    for (const listener of conn.socket.listeners('end')) expect(before).toContain(listener);
+    expect(hb.size).toBe(0);
   });
 
   test('a 1 s server stall terminates none of 20 healthy peers in a child process; a silent peer still is', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
     const hb = srv.hb!;
-    const child = forkChild<StallChildMessage>('stall-clients.js', [srv.url('/'), '20', '1']);
-    await nextMessage(child, 'ready', ms(10_000));
+    const child = forkChild<StallChildMessage>(cleanup, path.join(FIXTURES, 'stall-clients.js'), { args: [srv.url('/'), '20', '1'] });
+    await childMessage(child, 'ready', ms(10_000));
     await srv.waitForConnections(21);
     await sleep(2 * INTERVAL);
 
@@ -460,10 +394,10 @@ describe('Heartbeat on real sockets', () => {
     const timeout = ms(150);
     const answerAfter = timeout / 2;
     const work = ms(15);
-    const srv = await bed.server({ heartbeat: { interval, timeout } });
+    const srv = await echoServer({ heartbeat: { interval, timeout } });
     const hb = srv.hb!;
-    const child = forkChild<StallChildMessage>('stall-clients.js', [srv.url('/'), '16', '0', String(answerAfter)]);
-    await nextMessage(child, 'ready', ms(10_000));
+    const child = forkChild<StallChildMessage>(cleanup, path.join(FIXTURES, 'stall-clients.js'), { args: [srv.url('/'), '16', '0', String(answerAfter)] });
+    await childMessage(child, 'ready', ms(10_000));
     await srv.waitForConnections(16);
     // Synthetic work: every ping costs the server 15 ms (a slow synchronous listener), 40% of its
     // time in all, so a tick that pings many connections writes its last pings long after it began.
@@ -490,8 +424,8 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('a peer in the middle of one large frame is alive while its bytes arrive, and is terminated interval + timeout after its last byte once they stop', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
-    const raw = await bed.raw(srv.port, '/?id=uploader'); // never reads: our pings go unanswered
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const raw = await rawUpgradeFor(cleanup, srv.port, '/?id=uploader'); // never reads: our pings go unanswered
     await srv.waitForConnections(1);
     // One 1 MiB binary frame, written 16 KiB every 20 ms: the frame would take 1.3 s, 4 × (interval
     // + timeout). Half of it goes, then nothing.
@@ -520,8 +454,8 @@ describe('Heartbeat on real sockets', () => {
     // much within interval + timeout.
     const timeout = ms(1800);
     // Above the 64 MiB that the engine lets a reader fall behind by default.
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout, maxBufferedAmount: 128 * MiB }, echo: false });
-    const reader = await bed.client(srv.url('/?id=reader'));
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout, maxBufferedAmount: 128 * MiB }, echo: false });
+    const reader = await openClientFor(cleanup, srv.url('/?id=reader'));
     await srv.waitForConnections(1);
     // Reads at most 16 MiB per second: paused whenever it is ahead. ws.pause(), not the socket's:
     // ws resumes its socket by itself after each chunk it parsed.
@@ -549,8 +483,8 @@ describe('Heartbeat on real sockets', () => {
     // it 1.4 s after, 2 s before its last message arrived).
     const interval = ms(800);
     const timeout = ms(600);
-    const srv = await bed.server({ heartbeat: { interval, timeout }, echo: false });
-    const reader = await bed.client(srv.url('/?id=reader'));
+    const srv = await echoServer({ heartbeat: { interval, timeout }, echo: false });
+    const reader = await openClientFor(cleanup, srv.url('/?id=reader'));
     await srv.waitForConnections(1);
     const socket = (reader.ws as unknown as { _socket: Socket })._socket;
     socket.on('data', () => socket.pause());
@@ -564,12 +498,12 @@ describe('Heartbeat on real sockets', () => {
     const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
     const fastInterval = ms(100);
     const slowInterval = ms(400);
-    const srv = await bed.server({
+    const srv = await echoServer({
       heartbeat: hb,
       routes: { fast: { interval: fastInterval, timeout: ms(100) }, slow: { interval: slowInterval, timeout: ms(100) } },
     });
-    const fast = await bed.client(srv.url('/fast'));
-    const slow = await bed.client(srv.url('/slow'));
+    const fast = await openClientFor(cleanup, srv.url('/fast'));
+    const slow = await openClientFor(cleanup, srv.url('/slow'));
     await srv.waitForConnections(2);
     expect(srv.connections.map((c) => c.route)).toEqual(['fast', 'slow']);
 
@@ -594,18 +528,7 @@ describe('Heartbeat on real sockets', () => {
       timeout: NEVER,
       closeTimeout: CLOSE_TIMEOUT,
     };
-    const child = forkChild<ShutdownChildMessage>('shutdown-child.ts', [JSON.stringify(config)], [
-      '--require',
-      REGISTER_TS,
-    ]);
-    const closing = await nextMessage(child, 'closing', ms(20_000));
-    const limit = CLOSE_TIMEOUT + ms(1000);
-
-    await waitFor(() => child.exit !== null, limit + ms(2000), 'the child to exit by itself');
-
-    expect(child.exit?.code).toBe(0);
-    expect(child.exit!.at - closing.at).toBeLessThanOrEqual(limit);
-    const closed = (await nextMessage(child, 'closed', ms(1000))).message;
+    const { closed } = await expectExitByItself<ShutdownChildMessage>(cleanup, path.join(FIXTURES, 'shutdown-child.ts'), config);
     expect(closed.size).toBe(0);
     expect(closed.closeEvent).toBe(true);
     // The two peers that ignore our close frame are destroyed once closeTimeout has passed.
@@ -614,8 +537,8 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('appHeartbeat: {"type":"ping"} is answered by the engine and hidden from the application', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, appHeartbeat: true } });
-    const client = await bed.client(srv.url('/?id=app'));
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, appHeartbeat: true } });
+    const client = await openClientFor(cleanup, srv.url('/?id=app'));
     await srv.waitForConnections(1);
     const conn = srv.byId('app');
 
@@ -650,9 +573,9 @@ describe('Heartbeat on real sockets', () => {
    * it, waits 5 intervals, and checks that only the control was terminated.
    */
   async function keeperBesideSilentControl(heartbeat: HeartbeatOptions, beat: (keeper: TestClient) => void): Promise<TestClient> {
-    const srv = await bed.server({ heartbeat });
-    const keeper = await bed.client(srv.url('/?id=keeper'), { autoPong: false });
-    const silent = await bed.client(srv.url('/?id=silent'), { autoPong: false });
+    const srv = await echoServer({ heartbeat });
+    const keeper = await openClientFor(cleanup, srv.url('/?id=keeper'), { autoPong: false });
+    const silent = await openClientFor(cleanup, srv.url('/?id=silent'), { autoPong: false });
     await srv.waitForConnections(2);
     const timer = setInterval(() => beat(keeper), Math.floor(INTERVAL / 2));
     try {
@@ -681,9 +604,9 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('pong events carry the round-trip time, which rtt(ws) and stats() report per route', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
     const hb = srv.hb!;
-    const client = await bed.client(srv.url('/?id=slow'), { autoPong: false });
+    const client = await openClientFor(cleanup, srv.url('/?id=slow'), { autoPong: false });
     const delay = ms(30);
     client.ws.on('ping', (data) => setTimeout(() => client.ws.pong(data), delay));
     await srv.waitForConnections(1);
@@ -715,8 +638,8 @@ describe('Heartbeat on real sockets', () => {
     const hb = new Heartbeat({ interval: NEVER, timeout: NEVER, overloadThreshold: threshold });
     const events: Array<{ overloaded: boolean; info: OverloadInfo; stats: HeartbeatStats }> = [];
     hb.on('overload', (overloaded, info) => events.push({ overloaded, info, stats: hb.stats() }));
-    const srv = await bed.server({ heartbeat: hb });
-    await bed.client(srv.url());
+    const srv = await echoServer({ heartbeat: hb });
+    await openClientFor(cleanup, srv.url());
     await srv.waitForConnections(1);
     expect(hb.stats().overloadThreshold).toBe(threshold);
     // Node's delay monitor measures from its own first expiration, 10 ms after the engine started it.
@@ -745,12 +668,12 @@ describe('Heartbeat on real sockets', () => {
     const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
     const events: Array<{ overloaded: boolean; info: OverloadInfo }> = [];
     hb.on('overload', (overloaded, info) => events.push({ overloaded, info }));
-    const srv = await bed.server({ heartbeat: hb });
+    const srv = await echoServer({ heartbeat: hb });
 
     // Twice: after the engine's creation, and after its only connection closed.
     for (let spell = 0; spell < 2; spell++) {
       await sleep(3000); // the loop is idle; no connection is tracked
-      const client = await bed.client(srv.url());
+      const client = await openClientFor(cleanup, srv.url());
       await srv.waitForConnections(1);
       // Long enough for the engine's timer to run and two load figures to be taken.
       await sleep(1200);
@@ -764,7 +687,7 @@ describe('Heartbeat on real sockets', () => {
     }
 
     // The alarm still works: a connection, then a real block of the loop.
-    await bed.client(srv.url());
+    await openClientFor(cleanup, srv.url());
     await waitFor(() => hb.size === 1, ms(1000), 'the connection to be tracked');
     await sleep(50);
     busyWait(300);
@@ -775,17 +698,17 @@ describe('Heartbeat on real sockets', () => {
 
   test('close({ retryWithin }) sends 1012 with the retry hint, also to a connection tracked during close(); invalid hints throw before anything closes', async () => {
     const hb = new Heartbeat({ interval: NEVER, timeout: NEVER });
-    const srv = await bed.server({ heartbeat: hb });
-    const early = await bed.client(srv.url());
+    const srv = await echoServer({ heartbeat: hb });
+    const early = await openClientFor(cleanup, srv.url());
     await srv.waitForConnections(1);
     for (const retryWithin of [0, -1, 1.5, Infinity, '100']) {
       expect(() => hb.close({ retryWithin } as never)).toThrow(/"retryWithin" option must be a positive whole number of milliseconds/);
     }
     expect(hb.closing).toBe(false);
-    expect(shutdownFrame()).toEqual({ code: 1001, reason: 'Server shutting down' });
+    expect(shutdownClose()).toEqual({ code: 1001, reason: 'Server shutting down' });
 
     const closing = hb.close({ retryWithin: 2000 });
-    const late = await bed.client(srv.url());
+    const late = await openClientFor(cleanup, srv.url());
     const reason = 'Server restarting, retry within 2000 ms';
     expect(await early.closed).toMatchObject({ code: 1012, reason });
     expect(await late.closed).toMatchObject({ code: 1012, reason });
@@ -793,10 +716,10 @@ describe('Heartbeat on real sockets', () => {
   });
 
   test('idleOnly: false pings every connection every interval while messages flow; any sign of life answers, so a chatty peer that never pongs lives and a silent one does not', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, idleOnly: false } });
-    const busy = await bed.client(srv.url('/?id=busy'));
-    const mute = await bed.client(srv.url('/?id=mute'), { autoPong: false });
-    await bed.client(srv.url('/?id=silent'), { autoPong: false });
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, idleOnly: false } });
+    const busy = await openClientFor(cleanup, srv.url('/?id=busy'));
+    const mute = await openClientFor(cleanup, srv.url('/?id=mute'), { autoPong: false });
+    await openClientFor(cleanup, srv.url('/?id=silent'), { autoPong: false });
     await srv.waitForConnections(3);
 
     const chatter = setInterval(() => {
@@ -834,40 +757,38 @@ describe('Heartbeat on real sockets', () => {
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;
-    try {
-      const bystander = await bed.client(`ws://127.0.0.1:${port}/`);
-      const raw = await rawUpgrade(port, '/');
-      await waitFor(() => hb.size === 2, ms(1000), 'both connections tracked');
-      raw.socket.on('end', () => raw.socket.end()); // answers ws's FIN like an ordinary TCP peer
-      const received: Buffer[] = [];
-      raw.socket.on('data', (chunk: Buffer) => received.push(chunk));
-      raw.socket.resume();
-      // A text frame with RSV1 set and no extension negotiated: ws answers 1002 and emits 'error'.
-      raw.socket.write(Buffer.from([0xc1, 0x80, 1, 2, 3, 4]));
+    // The engine closes its connections first, then the server can close.
+    cleanup.defer(() => new Promise((resolve) => server.close(resolve)));
+    cleanup.add(hb);
+    const bystander = await openClientFor(cleanup, `ws://127.0.0.1:${port}/`);
+    const raw = await rawUpgradeFor(cleanup, port, '/');
+    await waitFor(() => hb.size === 2, ms(1000), 'both connections tracked');
+    raw.socket.on('end', () => raw.socket.end()); // answers ws's FIN like an ordinary TCP peer
+    const received: Buffer[] = [];
+    raw.socket.on('data', (chunk: Buffer) => received.push(chunk));
+    raw.socket.resume();
+    // A text frame with RSV1 set and no extension negotiated: ws answers 1002 and emits 'error'.
+    raw.socket.write(Buffer.from([0xc1, 0x80, 1, 2, 3, 4]));
 
-      await waitFor(() => closes.length === 1, ms(1000), 'the bad peer to be closed');
-      const frame = Buffer.concat(received);
-      expect(frame[0]).toBe(0x88); // a close frame ...
-      expect(frame.readUInt16BE(2)).toBe(1002); // ... with "protocol error"
-      expect(closes).toEqual([1006]); // the peer never sent one back
-      expect(hb.size).toBe(1);
-      bystander.ws.send('still here');
-      expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
-      raw.socket.destroy();
-    } finally {
-      await hb.close();
-      await new Promise((resolve) => server.close(resolve));
-    }
+    await waitFor(() => closes.length === 1, ms(1000), 'the bad peer to be closed');
+    const frame = Buffer.concat(received);
+    expect(frame[0]).toBe(0x88); // a close frame ...
+    expect(frame.readUInt16BE(2)).toBe(1002); // ... with "protocol error"
+    expect(closes).toEqual([1006]); // the peer never sent one back
+    expect(hb.size).toBe(1);
+    bystander.ws.send('still here');
+    expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
+    raw.socket.destroy();
   });
 
   test('no leak: closed connections are forgotten, and close() emits close', async () => {
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
     const hb = srv.hb!;
     let closeEvents = 0;
     hb.on('close', () => {
       closeEvents += 1;
     });
-    const clients = await bed.clientsOf(srv.url(), 5);
+    const clients = await openClientsFor(cleanup, srv.url(), 5);
     await srv.waitForConnections(5);
     expect(hb.size).toBe(5);
 
@@ -885,8 +806,8 @@ describe('Heartbeat on real sockets', () => {
 
   test('maxBufferedAmount: a peer that stops reading is terminated once more than that is queued to it, not before', async () => {
     const limit = 4 * MiB;
-    const srv = await bed.server({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, maxBufferedAmount: limit } });
-    const raw = await bed.raw(srv.port, '/?id=reader'); // paused: it never reads
+    const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT, maxBufferedAmount: limit } });
+    const raw = await rawUpgradeFor(cleanup, srv.port, '/?id=reader'); // paused: it never reads
     await srv.waitForConnections(1);
     const conn = srv.byId('reader');
 
@@ -940,7 +861,7 @@ async function fillQueue(ws: WebSocket): Promise<void> {
  * Sends `count` messages of 1 MiB (message i filled with i) from the server to `reader`, paced by
  * the interval `read` starts, and asserts that all arrived whole and that nobody was terminated.
  */
-async function download(srv: Awaited<ReturnType<TestBed['server']>>, reader: TestClient, count: number, read: () => NodeJS.Timeout): Promise<void> {
+async function download(srv: EchoServer, reader: TestClient, count: number, read: () => NodeJS.Timeout): Promise<void> {
   const reading = read();
   try {
     const server = srv.byId('reader').ws;

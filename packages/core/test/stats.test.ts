@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
 import { Heartbeat, TICK_MS, collectMetrics, type HeartbeatLogger, type TerminateInfo, type TerminateReason } from '@ws-heartbeat/core';
+import { useCleanup } from '../../../test/helpers/cleanup';
 import { parseExposition, valueOf } from '../../../test/helpers/prometheus';
 
 /** What the engine uses of a server-side `ws`: readyState, ping(), terminate(), close() and events. */
@@ -71,13 +72,20 @@ describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
   let healthy: FakeConnection;
   let silent: FakeConnection;
   let start: number;
+  const cleanup = useCleanup('all');
 
   beforeAll(async () => {
     jest.useFakeTimers();
+    cleanup.defer(() => jest.useRealTimers());
     // Start on a tick boundary, so that every due time of the sequence falls on one.
     await advance(TICK_MS - (performance.now() % TICK_MS));
     // A huge threshold: the real event-loop monitor runs beside the fake clock and must not matter here.
     hb = new Heartbeat({ logger, overloadThreshold: 1e9 });
+    cleanup.defer(async () => {
+      const closed = hb.close();
+      await advance(0);
+      await closed;
+    });
     hb.route('fast', { interval: INTERVAL, timeout: TIMEOUT });
     hb.on('terminate', (_ws, reason, route, info) => terminations.push({ reason, route, info, at: performance.now() }));
     start = performance.now();
@@ -92,13 +100,6 @@ describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
     };
     // Three intervals: the silent one is pinged once and terminated, the healthy one answers three pings.
     await advance(3 * INTERVAL + 3 * RTT + TICK_MS);
-  });
-
-  afterAll(async () => {
-    const closed = hb.close();
-    await advance(0);
-    await closed;
-    jest.useRealTimers();
   });
 
   test('the silent peer is pinged once and terminated at interval + timeout; its detection latency is exactly that', () => {
@@ -160,7 +161,8 @@ describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
     expect(valueOf(all, 'ws_heartbeat_detection_seconds_bucket', { route: 'fast', le: '1' })).toBe(0);
     expect(valueOf(all, 'ws_heartbeat_detection_seconds_bucket', { route: 'fast', le: '2.5' })).toBe(1);
     expect(valueOf(all, 'ws_heartbeat_overloaded', {})).toBe(0);
-    expect(valueOf(all, 'ws_heartbeat_event_loop_delay_seconds', {})).toBeGreaterThanOrEqual(0);
+    // The engine's longest event-loop delay of the window, in seconds (the clock is fake: no time passed since the scrape).
+    expect(valueOf(all, 'ws_heartbeat_event_loop_delay_seconds', {})).toBeCloseTo(hb.stats().eventLoop.maxMs / 1000, 12);
     expect(valueOf(all, 'ws_heartbeat_tick_lateness_seconds', {})).toBe(0);
 
     // One snapshot per scrape, shared by every metric; the next scrape takes a fresh one.
@@ -200,7 +202,7 @@ describe('stats(), metrics and logs of a known sequence (fake clock)', () => {
 });
 
 describe('logger levels', () => {
-  afterEach(() => jest.useRealTimers());
+  const cleanup = useCleanup();
 
   test.each([
     ['isLevelEnabled("debug") false', 0, { isLevelEnabled: (level: string) => level !== 'debug' }],
@@ -209,16 +211,19 @@ describe('logger levels', () => {
     ['neither (a no-op logger, or a plain object)', 0, {}],
   ])('with %s, a ping writes %i debug lines', async (_name, expected, extra) => {
     jest.useFakeTimers();
+    cleanup.defer(() => jest.useRealTimers());
     const debug = jest.fn();
     const hb = new Heartbeat({ interval: INTERVAL, timeout: 10 * INTERVAL, logger: { debug, info: jest.fn(), warn: jest.fn(), ...extra } });
+    cleanup.defer(async () => {
+      const closed = hb.close();
+      await advance(0);
+      await closed;
+    });
     const peer = new FakeConnection();
     hb.track(peer as unknown as WebSocket);
     await advance(INTERVAL + TICK_MS);
     expect(peer.pings).toHaveLength(1);
     expect(debug).toHaveBeenCalledTimes(expected);
-    const closed = hb.close();
-    await advance(0);
-    await closed;
   });
 
   test('a logger without debug, info and warn methods is refused with a TypeError naming the option', () => {

@@ -5,15 +5,11 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { Heartbeat, UpgradeRouter, type RouteOptions, type UpgradeRouterOptions } from '@ws-heartbeat/core';
 import { abortHandshake } from '../src/http';
+import { useCleanup } from '../../../test/helpers/cleanup';
 import { ms, sleep, waitFor } from '../../../test/helpers/time';
 import { requestUpgrade, type UpgradeResult } from '../../../test/helpers/upgrade';
 
-/** Cleanup steps of the running test, run last-in first-out. */
-const teardown: (() => unknown)[] = [];
-
-afterEach(async () => {
-  while (teardown.length > 0) await teardown.pop()!();
-});
+const cleanup = useCleanup();
 
 interface Harness {
   server: Server;
@@ -36,7 +32,7 @@ async function listen(): Promise<{ server: Server; sockets: Set<Socket> }> {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  teardown.push(async () => {
+  cleanup.defer(async () => {
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
@@ -52,7 +48,7 @@ async function start(options: UpgradeRouterOptions = {}, attach = true): Promise
     ...options,
   });
   // Runs before the server's teardown: sockets are destroyed first, so close() has nothing to wait for.
-  teardown.push(() => router.close());
+  cleanup.defer(() => router.close());
   if (attach) router.attach(server);
   return { server, router, errors, sockets };
 }
@@ -64,7 +60,7 @@ function url(server: Server, path: string): string {
 /** A `ws` client that is open, or the reason it is not. */
 function connect(server: Server, path: string, options?: ClientOptions): Promise<WebSocket> {
   const ws = new WebSocket(url(server, path), options);
-  teardown.push(() => ws.terminate());
+  cleanup.defer(() => ws.terminate());
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
@@ -74,7 +70,7 @@ function connect(server: Server, path: string, options?: ClientOptions): Promise
 /** Connects and resolves with the first message the server sends (listened for before 'open'). */
 function firstMessage(server: Server, path: string): Promise<string> {
   const ws = new WebSocket(url(server, path));
-  teardown.push(() => ws.terminate());
+  cleanup.defer(() => ws.terminate());
   return new Promise((resolve, reject) => {
     ws.once('message', (data) => resolve(String(data)));
     ws.once('error', reject);
@@ -206,7 +202,7 @@ describe('UpgradeRouter: limits by default', () => {
 
   it('lets a route queue 64 MiB to a slow reader, or twice its maxPayload where that is more, unless its options say otherwise', async () => {
     const router = new UpgradeRouter();
-    teardown.push(() => router.close());
+    cleanup.defer(() => router.close());
     router.route('/default', { handler: echo });
     router.route('/big', { handler: echo, ws: { maxPayload: 100 * MiB } });
     router.route('/set', { handler: echo, ws: { maxPayload: 100 * MiB }, heartbeat: { maxBufferedAmount: 8 * MiB } });
@@ -218,7 +214,7 @@ describe('UpgradeRouter: limits by default', () => {
 
     // The engine's own options come before the route's scaled default.
     const off = new UpgradeRouter({ heartbeat: { maxBufferedAmount: false } });
-    teardown.push(() => off.close());
+    cleanup.defer(() => off.close());
     off.route('/big', { handler: echo, ws: { maxPayload: 100 * MiB } });
     expect(off.heartbeat.settings('/big').maxBufferedAmount).toBe(false);
 
@@ -247,9 +243,9 @@ describe('UpgradeRouter: paths no route matches', () => {
   ])('leaves them to another upgrade listener registered %s the router, and both work', async (_when, otherFirst) => {
     const { server, sockets } = await listen();
     const router = new UpgradeRouter();
-    teardown.push(() => router.close());
+    cleanup.defer(() => router.close());
     const other = new WebSocketServer({ noServer: true });
-    teardown.push(() => new Promise((resolve) => other.close(resolve)));
+    cleanup.defer(() => new Promise((resolve) => other.close(resolve)));
     other.on('connection', (ws) => ws.send('from other'));
     const otherOnUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
       if (req.url === '/other') other.handleUpgrade(req, socket, head, (ws) => other.emit('connection', ws, req));
@@ -538,7 +534,7 @@ describe('UpgradeRouter: handlers that fail', () => {
 });
 
 describe('UpgradeRouter: close()', () => {
-  it('detaches, answers 503 to new and authenticating upgrades, closes connections with 1001, once', async () => {
+  it('answers 503 to new and authenticating upgrades while it closes connections with 1001, once, and detaches when they are gone', async () => {
     const { server, router } = await start();
     // A second server whose adapter-style listener keeps calling handleUpgrade() after close().
     const { server: adapted } = await listen();
@@ -549,6 +545,8 @@ describe('UpgradeRouter: close()', () => {
     const started = deferred<void>();
     const handler = jest.fn();
     router.route('/ws', { handler: () => {} });
+    // A peer that reads nothing keeps its connection (and the close) going until closeTimeout.
+    router.route('/held', { handler: () => {}, heartbeat: { closeTimeout: ms(1_500) } });
     router.route('/auth', {
       handler,
       authenticate: () => {
@@ -561,12 +559,13 @@ describe('UpgradeRouter: close()', () => {
     const open = await connect(server, '/ws');
     const openClosed = closeEvent(open);
     await connect(adapted, '/ws');
+    const held = await connect(server, '/held');
+    (held as unknown as { _socket: Duplex })._socket.pause();
     const authenticating = requestUpgrade(server, '/auth');
     await started.promise;
 
     const closing = router.close();
     expect(router.close()).toBe(closing);
-    expect(server.listenerCount('upgrade')).toBe(0);
     const refused = await authenticating;
     expect(refused.status).toBe(503);
     expect(refused.raw).not.toMatch(/HTTP\/1\.1 101/);
@@ -574,7 +573,14 @@ describe('UpgradeRouter: close()', () => {
     await expectRefused(adapted, '/ws', 503);
     await expectRefused(adapted, '/nowhere', 503);
     expect((await openClosed).code).toBe(1001);
+    // Still closing (the held peer): the router's own listener answers every upgrade 503.
+    expect(router.heartbeat.size).toBe(1);
+    expect(server.listenerCount('upgrade')).toBe(1);
+    await expectRefused(server, '/ws', 503);
+    await expectRefused(server, '/nowhere', 503);
     await closing;
+    expect(server.listenerCount('upgrade')).toBe(0);
+    expect(router.heartbeat.stats().terminations.shutdown).toBe(1);
     expect(router.heartbeat.closing).toBe(true);
     expect(router.heartbeat.size).toBe(0);
 
@@ -591,7 +597,7 @@ describe('UpgradeRouter: options', () => {
 
   it('rejects invalid route options with a TypeError naming the option and the value', () => {
     const router = new UpgradeRouter();
-    teardown.push(() => router.close());
+    cleanup.defer(() => router.close());
     router.route('/rooms/:id', { handler });
     expect(() => router.route('/rooms/:id', { handler })).toThrow(/Duplicate route "\/rooms\/:id"/);
     expect(() => router.route('/rooms/:name', { handler })).toThrow(/Duplicate route "\/rooms\/:name": "\/rooms\/:id"/);

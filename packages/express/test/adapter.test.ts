@@ -20,30 +20,17 @@ import request from 'supertest';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
 import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/express';
-import { openClients, type TestClient } from '../../../test/helpers/clients';
-import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
-import {
-  childMessage,
-  closeServer,
-  expectRoutesKeepTheirOwnHeartbeat,
-  firstMessage,
-  forkChild,
-  HELD_CLIENTS,
-  listening,
-  openClientFor,
-  REGISTER_TS,
-  useTeardown,
-  within,
-} from '../../../test/helpers/harness';
+import { openClientFor, openClientsFor, type TestClient } from '../../../test/helpers/clients';
+import { childMessage, expectExitByItself, forkChild, HELD_CLIENTS } from '../../../test/helpers/child';
+import { useCleanup } from '../../../test/helpers/cleanup';
+import { CLOSE_TIMEOUT, EPSILON, NEVER, SLOP, TIMEOUT, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { closeServer, expectRoutesKeepTheirOwnHeartbeat, firstMessage, listening, within } from '../../../test/helpers/harness';
 import { requestUpgrade, type UpgradeResult } from '../../../test/helpers/upgrade';
 import type { AppChildConfig, AppChildMessage } from './fixtures/app-child';
 
-const TIMEOUT = ms(100);
-const CLOSE_TIMEOUT = ms(300);
-
 const FIXTURES = path.join(__dirname, 'fixtures');
 
-const teardown = useTeardown();
+const cleanup = useCleanup();
 
 // ---- applications and clients ----------------------------------------------------------
 
@@ -60,8 +47,8 @@ interface TestApp {
   errors: RouterError[];
   /** The server's 'upgrade' listener count right before `sockets.mount(server)`. */
   baseline: number;
-  /** The function `mount()` returned. */
-  unmount: () => Promise<void>;
+  /** The function `mount()` returned: it removes this server's listener. */
+  unmount: () => void;
 }
 
 interface StartOptions {
@@ -92,19 +79,19 @@ async function startApp(
     server = http.createServer(app);
     server.listen(0, '127.0.0.1');
   }
-  teardown.push(() => closeServer(server));
+  cleanup.defer(() => closeServer(server));
   await listening(server);
   beforeMount?.(server);
   const baseline = server.listenerCount('upgrade');
   const unmount = sockets.mount(server);
-  teardown.push(() => sockets.close());
+  cleanup.defer(() => sockets.close());
   const { port } = server.address() as AddressInfo;
   return { app, server, sockets, port, url: (p) => `ws://127.0.0.1:${port}${p}`, errors, baseline, unmount };
 }
 
 /** An open `ws` client, terminated after the test. */
 function client(url: string, options?: ClientOptions): Promise<TestClient> {
-  return openClientFor(teardown, url, options);
+  return openClientFor(cleanup, url, options);
 }
 
 
@@ -355,14 +342,13 @@ describe('@ws-heartbeat/express', () => {
     const terminations: TerminateReason[] = [];
     sockets.heartbeat.on('terminate', (_ws, reason) => terminations.push(reason));
 
-    const held = forkChild<{ type: 'ready' } | { type: 'error'; message: string }>(teardown, HELD_CLIENTS, [url('/ws'), '5']);
+    const held = forkChild<{ type: 'ready' } | { type: 'error'; message: string }>(cleanup, HELD_CLIENTS, { args: [url('/ws'), '5'] });
     const ready = await childMessage(held, 'ready', ms(10_000)).catch((error: unknown) => {
       throw new Error(`${String(error)}; child said ${JSON.stringify(held.messages)}`);
     });
     expect(ready.message.type).toBe('ready');
     held.process.kill('SIGSTOP');
-    const clients = await openClients(url('/ws'), 25);
-    teardown.push(() => Promise.all(clients.map((c) => (c.ws.terminate(), c.closed))));
+    const clients = await openClientsFor(cleanup, url('/ws'), 25);
     await waitFor(() => sockets.heartbeat.size === 30, ms(5000), '30 tracked connections');
 
     const started = now();
@@ -403,21 +389,11 @@ describe('@ws-heartbeat/express', () => {
 
   test('a process running an Express app exits by itself within closeTimeout + 1 s of sockets.close()', async () => {
     const config: AppChildConfig = { healthy: 5, silent: 2, ignoring: 2, closeTimeout: CLOSE_TIMEOUT };
-    const child = forkChild<AppChildMessage>(teardown, path.join(FIXTURES, 'app-child.ts'), [JSON.stringify(config)], ['--require', REGISTER_TS]);
-    const closing = await childMessage(child, 'closing', ms(20_000));
-    const limit = CLOSE_TIMEOUT + ms(1000);
-
-    await waitFor(() => child.exit !== null, limit + ms(2000), 'the child to exit by itself');
-
-    expect(child.exit).toMatchObject({ code: 0, signal: null });
-    expect(child.exit!.at - closing.at).toBeLessThanOrEqual(limit);
-    const closed = (await childMessage(child, 'closed', ms(1000))).message;
+    const { closed } = await expectExitByItself<AppChildMessage>(cleanup, path.join(FIXTURES, 'app-child.ts'), config);
     expect(closed).toMatchObject({ type: 'closed', size: 0, upgradeListeners: 0, terminations: { shutdown: 2 } });
-    if (closed.type === 'closed') {
-      // The ignoring peers hold the shutdown for closeTimeout; server.close() completes right after.
-      expect(closed.closeMs).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
-      expect(closed.serverCloseMs).toBeLessThanOrEqual(limit);
-    }
+    // The ignoring peers hold the shutdown for closeTimeout; server.close() completes right after.
+    expect(closed.closeMs).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+    expect(closed.serverCloseMs).toBeLessThanOrEqual(CLOSE_TIMEOUT + ms(1000));
   });
 
   test.each(['first', 'second'] as const)(
@@ -449,7 +425,7 @@ describe('@ws-heartbeat/express', () => {
         { beforeMount: order === 'first' ? (srv) => srv.on('upgrade', otherOnUpgrade) : undefined },
       );
       if (order === 'second') server.on('upgrade', otherOnUpgrade);
-      teardown.push(() => {
+      cleanup.defer(() => {
         server.removeListener('upgrade', otherOnUpgrade);
         for (const ws of other.clients) ws.terminate();
         return new Promise<void>((resolve) => other.close(() => resolve()));
@@ -489,7 +465,7 @@ describe('@ws-heartbeat/express', () => {
     },
   );
 
-  test('mounts onto http.createServer(app) as onto app.listen(), and one instance serves both; unmount removes both listeners', async () => {
+  test("mounts onto http.createServer(app) as onto app.listen(), and one instance serves both; mount() returns the removal of that server's listener, close() removes both", async () => {
     const sockets = new WebSocketRoutes();
     sockets.route('/echo/:name', (ws, req) => {
       ws.on('message', (data) => ws.send(`${String(req.params.name)}: ${String(data)}`));
@@ -502,16 +478,17 @@ describe('@ws-heartbeat/express', () => {
     const listened = app.listen(0, '127.0.0.1');
     const created = http.createServer(app);
     created.listen(0, '127.0.0.1');
-    teardown.push(() => closeServer(listened));
-    teardown.push(() => closeServer(created));
+    cleanup.defer(() => closeServer(listened));
+    cleanup.defer(() => closeServer(created));
     await Promise.all([listened, created].map((srv) => new Promise((resolve) => srv.once('listening', resolve))));
     const unmount = sockets.mount(listened);
-    expect(sockets.mount(created)).toEqual(expect.any(Function));
-    teardown.push(() => sockets.close());
+    const unmountCreated = sockets.mount(created);
+    expect(unmountCreated).not.toBe(unmount);
+    cleanup.defer(() => sockets.close());
     expect(listened.listenerCount('upgrade')).toBe(1);
     expect(created.listenerCount('upgrade')).toBe(1);
-    // Mounting the same server twice adds no second listener.
-    sockets.mount(created);
+    // Mounting the same server twice adds no second listener, and returns the same function.
+    expect(sockets.mount(created)).toBe(unmountCreated);
     expect(created.listenerCount('upgrade')).toBe(1);
 
     const clients: TestClient[] = [];
@@ -529,8 +506,17 @@ describe('@ws-heartbeat/express', () => {
     }
     expect(sockets.heartbeat.size).toBe(2);
 
-    await within(unmount(), ms(2000), 'unmount()');
-    expect(clients.map((c) => c.closeInfo?.code)).toEqual([1001, 1001]);
+    // Unmounting one server removes its listener only: the connections stay, the other server serves on.
+    unmount();
+    expect(listened.listenerCount('upgrade')).toBe(0);
+    expect(created.listenerCount('upgrade')).toBe(1);
+    expect(sockets.heartbeat.size).toBe(2);
+    expect(clients.map((c) => c.closeInfo)).toEqual([null, null]);
+    const { port: createdPort } = created.address() as AddressInfo;
+    clients.push(await client(`ws://127.0.0.1:${createdPort}/echo/again`));
+
+    await within(sockets.close(), ms(2000), 'close()');
+    expect(clients.map((c) => c.closeInfo?.code)).toEqual([1001, 1001, 1001]);
     expect(listened.listenerCount('upgrade')).toBe(0);
     expect(created.listenerCount('upgrade')).toBe(0);
     await within(
@@ -576,17 +562,17 @@ describe('@ws-heartbeat/express', () => {
     const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation((warning: string | Error) => {
       warnings.push(String(warning));
     });
-    teardown.push(() => emitWarning.mockRestore());
+    cleanup.defer(() => emitWarning.mockRestore());
     const sockets = new WebSocketRoutes();
     sockets.route('/boom', () => {
       throw new Error('boom-default');
     });
     sockets.route('/ok', (ws) => ws.send('ok'));
     const server = express().listen(0, '127.0.0.1');
-    teardown.push(() => closeServer(server));
+    cleanup.defer(() => closeServer(server));
     await new Promise((resolve) => server.once('listening', resolve));
     sockets.mount(server);
-    teardown.push(() => sockets.close());
+    cleanup.defer(() => sockets.close());
     const { port } = server.address() as AddressInfo;
 
     const thrown = await client(`ws://127.0.0.1:${port}/boom`);

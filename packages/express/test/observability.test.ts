@@ -16,13 +16,13 @@ import { Counter, Registry } from 'prom-client';
 import request from 'supertest';
 import type { ClientOptions } from 'ws';
 import { WebSocketRoutes, type WebSocketRoutesOptions } from '@ws-heartbeat/express';
-import type { TestClient } from '../../../test/helpers/clients';
-import { NEVER, ms, waitFor } from '../../../test/helpers/time';
-import { closeServer, listening, openClientFor, useTeardown } from '../../../test/helpers/harness';
+import { useCleanup } from '../../../test/helpers/cleanup';
+import { openClientFor, type TestClient } from '../../../test/helpers/clients';
+import { INTERVAL, NEVER, TIMEOUT, ms, waitFor } from '../../../test/helpers/time';
+import { closeServer, listening } from '../../../test/helpers/harness';
 import {
   LOAD_WINDOW_MS,
-  SHORT_INTERVAL,
-  SHORT_TIMEOUT,
+  CALM_THRESHOLD,
   blockEventLoop,
   captureLines,
   driveTraffic,
@@ -38,7 +38,7 @@ import {
   type ObservedApp,
 } from '../../../test/helpers/observability';
 
-const teardown = useTeardown();
+const cleanup = useCleanup();
 
 interface TestApp {
   app: Express;
@@ -56,18 +56,18 @@ interface TestApp {
  */
 async function startApp(options: WebSocketRoutesOptions, registry?: Registry): Promise<TestApp> {
   const sockets = new WebSocketRoutes(options);
-  sockets.route('/short', { heartbeat: { interval: SHORT_INTERVAL, timeout: SHORT_TIMEOUT } }, () => {});
+  sockets.route('/short', { heartbeat: { interval: INTERVAL, timeout: TIMEOUT } }, () => {});
   sockets.route('/idle', { heartbeat: { interval: NEVER, timeout: NEVER } }, () => {});
   const app = express();
   app.get('/stats', sockets.statsHandler);
   if (registry) app.get('/metrics', sockets.metricsHandler(registry));
   const server = app.listen(0, '127.0.0.1');
-  teardown.push(() => closeServer(server));
+  cleanup.defer(() => closeServer(server));
   await listening(server);
   sockets.mount(server);
-  teardown.push(() => sockets.close());
+  cleanup.defer(() => sockets.close());
   const { port } = server.address() as AddressInfo;
-  return { app, server, sockets, url: (p) => `ws://127.0.0.1:${port}${p}`, client: (url, o) => openClientFor(teardown, url, o) };
+  return { app, server, sockets, url: (p) => `ws://127.0.0.1:${port}${p}`, client: (url, o) => openClientFor(cleanup, url, o) };
 }
 
 function observed(t: TestApp): ObservedApp {
@@ -80,21 +80,21 @@ async function plainServer(handler: (req: http.IncomingMessage, res: http.Server
     if (req.url === '/metrics') handler(req, res);
     else res.writeHead(404).end();
   });
-  teardown.push(() => closeServer(server));
+  cleanup.defer(() => closeServer(server));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }
 
 describe('@ws-heartbeat/express observability', () => {
   test('statsHandler answers every figure of the traffic exactly: routes, counters, rtt and detection summaries, tick, event loop, overload', async () => {
-    const t = await startApp({ heartbeat: { overloadThreshold: 250 } });
+    const t = await startApp({ heartbeat: { overloadThreshold: CALM_THRESHOLD } });
     const traffic = await driveTraffic(observed(t));
-    await expectStatsAnswer(observed(t), traffic, 250);
+    await expectStatsAnswer(observed(t), traffic, CALM_THRESHOLD);
   });
 
   test("metricsHandler on an Express route answers the registry's Prometheus text with its content type: every line parses, each figure is stats()'s, the app's own metrics are there too", async () => {
     const registry = registryWithAppMetric();
-    const t = await startApp({}, registry);
+    const t = await startApp({ heartbeat: { overloadThreshold: CALM_THRESHOLD } }, registry);
     const traffic = await driveTraffic(observed(t));
     await expectMetricsAnswer(observed(t), traffic, registry);
   });
@@ -131,11 +131,11 @@ describe('@ws-heartbeat/express observability', () => {
     expect(() => t.sockets.metricsHandler(new Registry())).toThrow(/closed/);
     // The registry is free for another engine.
     const next = new WebSocketRoutes();
-    teardown.push(() => next.close());
+    cleanup.defer(() => next.close());
     next.metricsHandler(registry);
     expect(heartbeatMetricNames(registry)).toHaveLength(9);
     const another = new WebSocketRoutes();
-    teardown.push(() => another.close());
+    cleanup.defer(() => another.close());
     expect(() => another.metricsHandler(registry)).toThrow(/already registered/);
   });
 
@@ -143,7 +143,7 @@ describe('@ws-heartbeat/express observability', () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
-    teardown.push(() => process.off('unhandledRejection', onUnhandled));
+    cleanup.defer(() => process.off('unhandledRejection', onUnhandled));
     const { stream, lines } = captureLines();
     const t = await startApp({ logger: pino({ level: 'info' }, stream) });
     const rejecting = new Registry();
@@ -190,7 +190,7 @@ describe('@ws-heartbeat/express observability', () => {
     const consoleCalls: string[] = [];
     for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace'] as const) {
       const spy = jest.spyOn(console, method).mockImplementation((...args: unknown[]) => void consoleCalls.push(`${method}: ${args.map(String).join(' ')}`));
-      teardown.push(() => spy.mockRestore());
+      cleanup.defer(() => spy.mockRestore());
     }
     const written: string[] = [];
     for (const stream of [process.stdout, process.stderr]) {
@@ -199,7 +199,7 @@ describe('@ws-heartbeat/express observability', () => {
         if (String(chunk).includes('ws-heartbeat')) written.push(String(chunk));
         return (original as (...args: unknown[]) => boolean)(chunk, ...rest);
       }) as typeof stream.write);
-      teardown.push(() => spy.mockRestore());
+      cleanup.defer(() => spy.mockRestore());
     }
     // pino's own destination writes to the file descriptor, past process.stdout.
     for (const method of ['write', 'writeSync'] as const) {
@@ -208,12 +208,12 @@ describe('@ws-heartbeat/express observability', () => {
         if (String(args[1]).includes('ws-heartbeat')) written.push(String(args[1]));
         return original(...args);
       }) as never);
-      teardown.push(() => spy.mockRestore());
+      cleanup.defer(() => spy.mockRestore());
     }
     const warnings: Error[] = [];
     const onWarning = (warning: Error): void => void warnings.push(warning);
     process.on('warning', onWarning);
-    teardown.push(() => process.off('warning', onWarning));
+    cleanup.defer(() => process.off('warning', onWarning));
 
     const t = await startApp({ heartbeat: { overloadThreshold: ms(50) } });
     const overloads: boolean[] = [];
@@ -249,6 +249,6 @@ describe('@ws-heartbeat/express observability', () => {
   });
 
   test('a process with the logger, stats, metrics and overload monitor on exits by itself after sockets.close() and server.close(), and its registry is empty', async () => {
-    await expectChildExitsByItself(teardown, path.join(__dirname, 'fixtures/observability-child.ts'), { upgradeListeners: 0 });
+    await expectChildExitsByItself(cleanup, path.join(__dirname, 'fixtures/observability-child.ts'), { upgradeListeners: 0 });
   });
 });

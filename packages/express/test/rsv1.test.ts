@@ -17,7 +17,8 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import request from 'supertest';
 import { WebSocket, type ClientOptions, type RawData } from 'ws';
 import { WebSocketRoutes } from '@ws-heartbeat/express';
-import { closeServer, listening, useTeardown } from '../../../test/helpers/harness';
+import { useCleanup } from '../../../test/helpers/cleanup';
+import { closeServer, listening } from '../../../test/helpers/harness';
 import { ms, sleep, waitFor } from '../../../test/helpers/time';
 import { requestUpgrade } from '../../../test/helpers/upgrade';
 
@@ -34,7 +35,7 @@ const WINDOW = 3;
 /** Each client sends its next message this often (while fewer than WINDOW are in flight). */
 const PACE = ms(15);
 
-const teardown = useTeardown();
+const cleanup = useCleanup();
 
 // ---- the application of the report ------------------------------------------------------
 
@@ -96,10 +97,10 @@ async function startReportApp(): Promise<ReportApp> {
   });
 
   const server = app.listen(0, '127.0.0.1');
-  teardown.push(() => closeServer(server));
+  cleanup.defer(() => closeServer(server));
   await listening(server);
   sockets.mount(server);
-  teardown.push(() => sockets.close());
+  cleanup.defer(() => sockets.close());
   const { port } = server.address() as AddressInfo;
   return { server, sockets, port, seen, serverErrors, serverCloses };
 }
@@ -220,7 +221,7 @@ function openPeer(name: string, url: string, options: ClientOptions, traffic: { 
     ws.on('error', (error) => peer.errors.push(error.message));
     ws.once('unexpected-response', (_req, res) => reject(new Error(`${name}: upgrade refused with ${res.statusCode}`)));
     ws.once('open', () => resolve(peer));
-    teardown.push(() => {
+    cleanup.defer(() => {
       if (peer.close !== null) return undefined;
       ws.terminate();
       return peer.closed;
@@ -234,7 +235,7 @@ function pace(peers: Peer[], traffic: { stopped: boolean }): void {
     if (traffic.stopped) clearInterval(pacer);
     else for (const peer of peers) peer.pump();
   }, PACE);
-  teardown.push(() => clearInterval(pacer));
+  cleanup.defer(() => clearInterval(pacer));
 }
 
 // ---- tests -------------------------------------------------------------------------------

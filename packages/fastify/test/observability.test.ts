@@ -13,12 +13,11 @@ import { Counter, Registry } from 'prom-client';
 import request from 'supertest';
 import type { ClientOptions } from 'ws';
 import wsHeartbeat, { type WsHeartbeatOptions } from '@ws-heartbeat/fastify';
-import type { TestClient } from '../../../test/helpers/clients';
-import { NEVER, ms, waitFor } from '../../../test/helpers/time';
-import { openClientFor, useTeardown } from '../../../test/helpers/harness';
+import { useCleanup } from '../../../test/helpers/cleanup';
+import { openClientFor, type TestClient } from '../../../test/helpers/clients';
+import { INTERVAL, NEVER, TIMEOUT, ms, waitFor } from '../../../test/helpers/time';
 import {
-  SHORT_INTERVAL,
-  SHORT_TIMEOUT,
+  CALM_THRESHOLD,
   captureLines,
   driveTraffic,
   expectChildExitsByItself,
@@ -34,7 +33,7 @@ import {
   type ObservedApp,
 } from '../../../test/helpers/observability';
 
-const teardown = useTeardown();
+const cleanup = useCleanup();
 
 interface TestApp {
   app: FastifyInstance;
@@ -52,13 +51,13 @@ interface TestApp {
 async function startApp(options: WsHeartbeatOptions, level = 'debug', fastifyOptions: FastifyServerOptions = {}): Promise<TestApp> {
   const { stream, lines } = captureLines();
   const app = Fastify({ ...fastifyOptions, logger: { level, stream } });
-  teardown.push(() => app.close());
+  cleanup.defer(() => app.close());
   await app.register(wsHeartbeat, options);
-  app.get('/short', { websocket: true, heartbeat: { interval: SHORT_INTERVAL, timeout: SHORT_TIMEOUT } }, () => {});
+  app.get('/short', { websocket: true, heartbeat: { interval: INTERVAL, timeout: TIMEOUT } }, () => {});
   app.get('/idle', { websocket: true, heartbeat: { interval: NEVER, timeout: NEVER } }, () => {});
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;
-  return { app, url: (p) => `ws://127.0.0.1:${port}${p}`, client: (url, o) => openClientFor(teardown, url, o), lines };
+  return { app, url: (p) => `ws://127.0.0.1:${port}${p}`, client: (url, o) => openClientFor(cleanup, url, o), lines };
 }
 
 function observed(t: TestApp): ObservedApp {
@@ -71,14 +70,14 @@ function engineLines(lines: LogLine[]): LogLine[] {
 
 describe('@ws-heartbeat/fastify observability', () => {
   test('statsRoute answers every figure of the traffic exactly: routes, counters, rtt and detection summaries, tick, event loop, overload', async () => {
-    const t = await startApp({ statsRoute: '/stats', heartbeat: { overloadThreshold: 250 } });
+    const t = await startApp({ statsRoute: '/stats', heartbeat: { overloadThreshold: CALM_THRESHOLD } });
     const traffic = await driveTraffic(observed(t));
-    await expectStatsAnswer(observed(t), traffic, 250);
+    await expectStatsAnswer(observed(t), traffic, CALM_THRESHOLD);
   });
 
   test("metricsRoute answers the registry's Prometheus text with its content type: every line parses, each figure is stats()'s, the app's own metrics are there too", async () => {
     const registry = registryWithAppMetric();
-    const t = await startApp({ statsRoute: '/stats', metricsRoute: '/metrics', metricsRegistry: registry });
+    const t = await startApp({ statsRoute: '/stats', metricsRoute: '/metrics', metricsRegistry: registry, heartbeat: { overloadThreshold: CALM_THRESHOLD } });
     const traffic = await driveTraffic(observed(t));
     await expectMetricsAnswer(observed(t), traffic, registry);
   });
@@ -97,7 +96,7 @@ describe('@ws-heartbeat/fastify observability', () => {
 
     // One registry, one engine: a second registration while the first is open rejects.
     const second = Fastify({ pluginTimeout: ms(1000) });
-    teardown.push(() => second.close());
+    cleanup.defer(() => second.close());
     await expect(second.register(wsHeartbeat, { metricsRegistry: registry })).rejects.toThrow(/ws_heartbeat_connections.*already registered/);
     expect(valueOf(parseExposition(await registry.metrics()), 'ws_heartbeat_connections', { route: '/idle' })).toBe(1);
 
@@ -158,17 +157,17 @@ describe('@ws-heartbeat/fastify observability', () => {
     ];
     for (const [options, message] of cases) {
       const app = Fastify({ pluginTimeout: ms(1000) });
-      teardown.push(() => app.close());
+      cleanup.defer(() => app.close());
       await expect(app.register(wsHeartbeat, options)).rejects.toThrow(expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(message) }));
     }
     // metricsRoute: false is the default, and valid with or without a registry.
     const app = Fastify();
-    teardown.push(() => app.close());
+    cleanup.defer(() => app.close());
     await app.register(wsHeartbeat, { metricsRoute: false });
     await app.ready();
   });
 
   test('a process with the logger, stats, metrics and overload monitor on exits by itself after app.close(), and its registry is empty', async () => {
-    await expectChildExitsByItself(teardown, path.join(__dirname, 'fixtures/observability-child.ts'));
+    await expectChildExitsByItself(cleanup, path.join(__dirname, 'fixtures/observability-child.ts'));
   });
 });

@@ -15,28 +15,17 @@ import request from 'supertest';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { Heartbeat, type TerminateReason } from '@ws-heartbeat/core';
 import wsHeartbeat, { wsHeartbeat as namedExport, type WsHeartbeatOptions } from '@ws-heartbeat/fastify';
-import { openClients, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
-import { EPSILON, NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
-import {
-  HELD_CLIENTS,
-  openClientFor,
-  useTeardown,
-  REGISTER_TS,
-  childMessage,
-  expectRoutesKeepTheirOwnHeartbeat,
-  firstMessage,
-  forkChild,
-  within,
-} from '../../../test/helpers/harness';
+import { openClientFor, openClientsFor, rawUpgrade, type TestClient } from '../../../test/helpers/clients';
+import { childMessage, expectExitByItself, forkChild, HELD_CLIENTS } from '../../../test/helpers/child';
+import { useCleanup } from '../../../test/helpers/cleanup';
+import { CLOSE_TIMEOUT, EPSILON, NEVER, SLOP, TIMEOUT, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { expectRoutesKeepTheirOwnHeartbeat, firstMessage, within } from '../../../test/helpers/harness';
 import { requestUpgrade } from '../../../test/helpers/upgrade';
 import type { AppChildConfig, AppChildMessage } from './fixtures/app-child';
 
-const TIMEOUT = ms(100);
-const CLOSE_TIMEOUT = ms(300);
-
 const FIXTURES = path.join(__dirname, 'fixtures');
 
-const teardown = useTeardown();
+const cleanup = useCleanup();
 
 // ---- applications and clients ----------------------------------------------------------
 
@@ -60,7 +49,7 @@ async function startApp(
 ): Promise<TestApp> {
   const logs: string[] = [];
   const app = Fastify({ ...fastifyOptions, logger: { level: 'error', stream: { write: (line: string) => logs.push(line) } } });
-  teardown.push(() => app.close());
+  cleanup.defer(() => app.close());
   await app.register(wsHeartbeat, options);
   await declare(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -70,7 +59,7 @@ async function startApp(
 
 /** An open `ws` client, terminated after the test. */
 function client(url: string, options?: ClientOptions): Promise<TestClient> {
-  return openClientFor(teardown, url, options);
+  return openClientFor(cleanup, url, options);
 }
 
 
@@ -239,7 +228,7 @@ describe('@ws-heartbeat/fastify', () => {
       other.handleUpgrade(req, socket, head, (ws) => other.emit('connection', ws, req));
     };
     app.server.on('upgrade', serverOnUpgrade);
-    teardown.push(() => {
+    cleanup.defer(() => {
       app.server.removeListener('upgrade', serverOnUpgrade);
       for (const ws of other.clients) ws.terminate();
       return new Promise<void>((resolve) => other.close(() => resolve()));
@@ -271,14 +260,13 @@ describe('@ws-heartbeat/fastify', () => {
     const terminations: TerminateReason[] = [];
     app.heartbeat.on('terminate', (_ws, reason) => terminations.push(reason));
 
-    const held = forkChild<{ type: 'ready' } | { type: 'error'; message: string }>(teardown, HELD_CLIENTS, [url('/ws'), '5']);
+    const held = forkChild<{ type: 'ready' } | { type: 'error'; message: string }>(cleanup, HELD_CLIENTS, { args: [url('/ws'), '5'] });
     const ready = await childMessage(held, 'ready', ms(10_000)).catch(async (error: unknown) => {
       throw new Error(`${String(error)}; child said ${JSON.stringify(held.messages)}`);
     });
     expect(ready.message.type).toBe('ready');
     held.process.kill('SIGSTOP');
-    const clients = await openClients(url('/ws'), 25);
-    teardown.push(() => Promise.all(clients.map((c) => (c.ws.terminate(), c.closed))));
+    const clients = await openClientsFor(cleanup, url('/ws'), 25);
     await waitFor(() => app.heartbeat.size === 30, ms(5000), '30 tracked connections');
 
     const started = now();
@@ -312,7 +300,7 @@ describe('@ws-heartbeat/fastify', () => {
     );
     // A raw peer that never answers our close frame holds the shutdown open for closeTimeout.
     const held = await rawUpgrade(port, '/ws');
-    teardown.push(() => held.socket.destroy());
+    cleanup.defer(() => held.socket.destroy());
     await waitFor(() => app.heartbeat.size === 1, ms(2000), 'the connection to be tracked');
     const closing = app.close();
     const late = await requestUpgrade(app.server, '/ws');
@@ -335,17 +323,9 @@ describe('@ws-heartbeat/fastify', () => {
 
   test('a process running the app exits by itself within closeTimeout + 1 s of app.close()', async () => {
     const config: AppChildConfig = { healthy: 5, silent: 2, ignoring: 2, closeTimeout: CLOSE_TIMEOUT };
-    const child = forkChild<AppChildMessage>(teardown, path.join(FIXTURES, 'app-child.ts'), [JSON.stringify(config)], ['--require', REGISTER_TS]);
-    const closing = await childMessage(child, 'closing', ms(20_000));
-    const limit = CLOSE_TIMEOUT + ms(1000);
-
-    await waitFor(() => child.exit !== null, limit + ms(2000), 'the child to exit by itself');
-
-    expect(child.exit).toMatchObject({ code: 0, signal: null });
-    expect(child.exit!.at - closing.at).toBeLessThanOrEqual(limit);
-    const closed = (await childMessage(child, 'closed', ms(1000))).message;
+    const { closed } = await expectExitByItself<AppChildMessage>(cleanup, path.join(FIXTURES, 'app-child.ts'), config);
     expect(closed).toMatchObject({ type: 'closed', size: 0, terminations: { shutdown: 2 } });
-    if (closed.type === 'closed') expect(closed.closeMs).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
+    expect(closed.closeMs).toBeGreaterThanOrEqual(CLOSE_TIMEOUT - EPSILON);
   });
 
   test('the opt-in stats route answers the engine stats as JSON; without the option the path is 404', async () => {
@@ -412,7 +392,7 @@ describe('@ws-heartbeat/fastify', () => {
     // A second registration in the same instance is refused: the decorator is already there.
     // (pluginTimeout: a registration that neither finishes nor fails must not hold the file for 10 s.)
     const twice = Fastify({ pluginTimeout: ms(1000) });
-    teardown.push(() => twice.close());
+    cleanup.defer(() => twice.close());
     await twice.register(wsHeartbeat);
     const engine = twice.heartbeat;
     await expect(twice.register(wsHeartbeat).then(() => twice.ready())).rejects.toMatchObject({
@@ -423,17 +403,17 @@ describe('@ws-heartbeat/fastify', () => {
 
   test('invalid plugin options make register() reject with a TypeError naming the option', async () => {
     const app = Fastify({ pluginTimeout: ms(1000) });
-    teardown.push(() => app.close());
+    cleanup.defer(() => app.close());
     await expect(app.register(wsHeartbeat, { heartbeat: { interval: -1 } })).rejects.toThrow(
       expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/interval.*-1/) }),
     );
     const other = Fastify({ pluginTimeout: ms(1000) });
-    teardown.push(() => other.close());
+    cleanup.defer(() => other.close());
     await expect(other.register(wsHeartbeat, { authTimeout: 0 })).rejects.toThrow(
       expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/authTimeout.*0/) }),
     );
     const third = Fastify({ pluginTimeout: ms(1000) });
-    teardown.push(() => third.close());
+    cleanup.defer(() => third.close());
     await expect(third.register(wsHeartbeat, { retryWithin: 2.5 })).rejects.toThrow(
       expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/retryWithin.*2\.5/) }),
     );
