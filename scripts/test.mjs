@@ -29,11 +29,13 @@ const tsc = run('typescript/bin/tsc', ['-p', 'tsconfig.json', '--noEmit']);
 if (tsc.status !== 0) console.error('typecheck failed');
 // Build every package to dist/ with its own build script (declarations included): the demo and
 // its test run the built code, and the ESM consumer check below reads the built types.
+// Each package's script sees its own tools first (the client's esbuild), then the root's (tsc), as
+// under `pnpm run`.
 const bin = join(root, 'node_modules', '.bin');
-const env = { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` };
 const build = ['protocol', 'core', 'fastify', 'express', 'client'].map((name) => {
   const cwd = join(root, 'packages', name);
   const { scripts } = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8'));
+  const env = { ...process.env, PATH: [join(cwd, 'node_modules', '.bin'), bin, process.env.PATH ?? ''].join(delimiter) };
   return spawnSync(scripts.build, { cwd, env, shell: true, stdio: 'inherit' });
 });
 if (build.some((b) => b.status !== 0)) console.error('build failed');
