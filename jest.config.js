@@ -8,6 +8,8 @@ module.exports = {
     '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }],
   },
   moduleNameMapper: {
+    // ES-module sources import their siblings as './name.js' (what Node's ESM needs at run time).
+    '^(\\.{1,2}/.*)\\.js$': '$1',
     '^@ws-heartbeat/(core|fastify|express|client|protocol)$': '<rootDir>/packages/$1/src/index.ts',
   },
   testTimeout: 60_000,

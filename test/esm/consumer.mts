@@ -25,3 +25,12 @@ import { HeartbeatClient, backoffDelay, type ClientEventMap } from '@ws-heartbea
 const client = new HeartbeatClient('ws://127.0.0.1:8080/ws', { reconnect: { maxRetries: 3 }, queueSize: 10 });
 client.on('dead', (event: ClientEventMap['dead']) => event.reason satisfies 'timeout' | 'connection-lost');
 backoffDelay(1, { minDelay: 1, maxDelay: 2, factor: 2, maxRetries: 1, resetAfter: 1 }) satisfies number;
+
+// The types are really there (not `any` from an import the ESM build cannot resolve): each
+// line below must be a type error.
+// @ts-expect-error the attempt is a number
+backoffDelay('first', { minDelay: 1, maxDelay: 2, factor: 2, maxRetries: 1, resetAfter: 1 });
+// @ts-expect-error an unknown client option
+new HeartbeatClient('ws://127.0.0.1:8080/ws', { reconect: false });
+// @ts-expect-error the plugin has no such option
+await Fastify().register(wsHeartbeat, { hearbeat: {} });

@@ -11,13 +11,13 @@
  */
 
 import { parseAppPong, parseRetryHint } from '@ws-heartbeat/protocol';
-import { backoffDelay, DEFAULTS, LATE_TIMER_MS, positive, RECONNECT_DEFAULTS, type HeartbeatClientOptions, type ReconnectOptions } from './options';
-import { CLOSED, CLOSING, CONNECTING, OPEN, type ClientEventMap, type ClientEventType, type ClientListener, type DeadReason, type SendData, type WebSocketConstructor, type WebSocketLike } from './types';
+import { backoffDelay, DEFAULTS, LATE_TIMER_MS, positive, RECONNECT_DEFAULTS, type HeartbeatClientOptions, type ReconnectOptions } from './options.js';
+import { CLOSED, CLOSING, CONNECTING, OPEN, type ClientEventMap, type ClientEventType, type ClientListener, type DeadReason, type SendData, type WebSocketConstructor, type WebSocketLike } from './types.js';
 
-export { backoffDelay, LATE_TIMER_MS } from './options';
-export type { HeartbeatClientOptions, ReconnectOptions } from './options';
-export { CLOSED, CLOSING, CONNECTING, OPEN } from './types';
-export type { ClientEventMap, ClientEventType, ClientListener, DeadReason, SendData, WebSocketConstructor, WebSocketLike } from './types';
+export { backoffDelay, LATE_TIMER_MS } from './options.js';
+export type { HeartbeatClientOptions, ReconnectOptions } from './options.js';
+export { CLOSED, CLOSING, CONNECTING, OPEN } from './types.js';
+export type { ClientEventMap, ClientEventType, ClientListener, DeadReason, SendData, WebSocketConstructor, WebSocketLike } from './types.js';
 
 /** The window, in ms, within which the server asked its clients to reconnect; undefined without one. */
 export const retryHint: (code: number, reason: string) => number | undefined = parseRetryHint;

@@ -1,6 +1,6 @@
 // The client's options, their defaults and checks, and the backoff between reconnects.
 import { APP_PING } from '@ws-heartbeat/protocol';
-import type { WebSocketConstructor } from './types';
+import type { WebSocketConstructor } from './types.js';
 
 export interface ReconnectOptions {
   /**
