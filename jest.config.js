@@ -10,7 +10,7 @@ module.exports = {
   moduleNameMapper: {
     // ES-module sources import their siblings as './name.js' (what Node's ESM needs at run time).
     '^(\\.{1,2}/.*)\\.js$': '$1',
-    '^@ws-heartbeat/(core|fastify|express|client|protocol)$': '<rootDir>/packages/$1/src/index.ts',
+    '^@ws-heartbeat/(core|fastify|express|client|protocol|cluster)$': '<rootDir>/packages/$1/src/index.ts',
   },
   testTimeout: 60_000,
 };

@@ -4,6 +4,7 @@
 //   python3-websockets  Python's `websockets`, a client with its own keepalive (/usr/bin/python3)
 //   iptables, iproute2  a peer that vanishes without FIN, in a network namespace of the suite's own
 //   chromium            the browser that the dashboard test drives with playwright-core (/usr/bin/chromium)
+//   redis-server        the Redis that the cluster tests start, one per test, on a free port
 // Installing needs root (as on these machines); without it this says what to install and fails.
 import { spawnSync } from 'node:child_process';
 
@@ -12,6 +13,7 @@ const CHECKS = [
   { pkg: 'iptables', cmd: 'iptables', args: ['--version'] },
   { pkg: 'iproute2', cmd: 'ip', args: ['-V'] },
   { pkg: 'chromium', cmd: '/usr/bin/chromium', args: ['--version'] },
+  { pkg: 'redis-server', cmd: 'redis-server', args: ['--version'] },
 ];
 
 const ok = ({ cmd, args }) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;

@@ -32,7 +32,7 @@ if (tsc.status !== 0) console.error('typecheck failed');
 // Each package's script sees its own tools first (the client's esbuild), then the root's (tsc), as
 // under `pnpm run`.
 const bin = join(root, 'node_modules', '.bin');
-const build = ['protocol', 'core', 'fastify', 'express', 'client'].map((name) => {
+const build = ['protocol', 'core', 'fastify', 'express', 'client', 'cluster'].map((name) => {
   const cwd = join(root, 'packages', name);
   const { scripts } = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8'));
   const env = { ...process.env, PATH: [join(cwd, 'node_modules', '.bin'), bin, process.env.PATH ?? ''].join(delimiter) };

@@ -1,0 +1,246 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { createClient, type RedisClientType } from '@redis/client';
+import type { Heartbeat } from '@ws-heartbeat/core';
+import type { WebSocket } from 'ws';
+import { CHANGE, LEAVE, REGISTER, TICK } from './scripts';
+
+/** Thrown (as a rejection) by a presence read or write while Redis cannot be reached. */
+export class ClusterUnavailableError extends Error {
+  override readonly name = 'ClusterUnavailableError';
+}
+
+export interface ClusterOptions {
+  /** Where Redis is: a `redis://` URL. @default 'redis://127.0.0.1:6379' */
+  url?: string;
+  /** Every key and channel starts with `{prefix}`. @default 'wsh' */
+  prefix?: string;
+  /** How often the node renews its lease, publishes its snapshot and reaps dead nodes, ms. @default 10_000 */
+  interval?: number;
+  /** A node whose lease was not renewed for `interval + timeout` is dead. @default 5_000 */
+  timeout?: number;
+  /** A key whose last connection left is announced `offline` this long after, unless one comes back, ms. @default 0 */
+  offlineGrace?: number;
+  /** How long a Redis command may take before it is rejected, ms. @default 2_000 */
+  commandTimeout?: number;
+  /** The engine whose figures the node publishes. */
+  heartbeat?: Heartbeat;
+}
+
+export interface ClusterEvents {
+  /** A key came online somewhere in the cluster (its first connection). */
+  online: [key: string];
+  /** A key's last connection in the cluster left (after `offlineGrace`), or its node died. */
+  offline: [key: string];
+  /** Redis became unreachable (`false`) or reachable again (`true`). */
+  available: [available: boolean];
+}
+
+const DEFAULTS = { url: 'redis://127.0.0.1:6379', prefix: 'wsh', interval: 10_000, timeout: 5_000, offlineGrace: 0, commandTimeout: 2_000 } as const;
+
+type Script = { source: string; sha: string };
+function script(source: string): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+const SCRIPTS = { register: script(REGISTER), tick: script(TICK), change: script(CHANGE), leave: script(LEAVE) };
+
+/**
+ * One process's membership of a cluster of ws-heartbeat servers that share presence through
+ * Redis. The node holds a lease that it renews every `interval`; a node that stops renewing is
+ * reaped by the others `interval + timeout` later, at most one `interval` after that, and its
+ * keys go offline exactly once.
+ */
+export class Cluster extends EventEmitter<ClusterEvents> {
+  /** This node's id: unique per process start. */
+  readonly id = randomUUID();
+  readonly #options: Required<Omit<ClusterOptions, 'heartbeat'>>;
+  readonly #heartbeat: Heartbeat | undefined;
+  readonly #client: RedisClientType;
+  readonly #subscriber: RedisClientType;
+  readonly #keys: { nodes: string; presence: string; grace: string; events: string; info: string; nodeKeys: string };
+  /** Connections per key on this node: what the node re-registers when its lease was lost. */
+  readonly #held = new Map<string, number>();
+  readonly #byConnection = new WeakMap<WebSocket, Set<string>>();
+  readonly #connectionOnClose: (this: WebSocket) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #registered = false;
+  #available = false;
+  readonly #startedAt = Date.now();
+  #closed: Promise<void> | undefined;
+
+  constructor(options: ClusterOptions = {}) {
+    super();
+    const { heartbeat, ...rest } = options;
+    this.#options = { ...DEFAULTS, ...rest };
+    this.#heartbeat = heartbeat;
+    const p = `{${this.#options.prefix}}`;
+    this.#keys = { nodes: `${p}:nodes`, presence: `${p}:presence`, grace: `${p}:grace`, events: `${p}:events`, info: `${p}:node:${this.id}`, nodeKeys: `${p}:node:${this.id}:keys` };
+    this.#client = createClient({
+      url: this.#options.url,
+      disableOfflineQueue: true,
+      socket: { reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, this.#options.interval) },
+    }) as RedisClientType;
+    this.#subscriber = this.#client.duplicate();
+    this.#subscriber.on('error', () => {});
+    // An error while connected is the connection's loss: the client reconnects with backoff.
+    this.#client.on('error', () => this.#setAvailable(false));
+    this.#client.on('end', () => this.#setAvailable(false));
+    this.#client.on('ready', () => {
+      this.#setAvailable(true);
+      void this.#tick();
+    });
+    const cluster = this;
+    this.#connectionOnClose = function connectionOnClose() {
+      const keys = cluster.#byConnection.get(this);
+      if (keys === undefined) return;
+      cluster.#byConnection.delete(this);
+      for (const key of keys) void cluster.#change(key, -1);
+    };
+  }
+
+  /** Connects to Redis and registers the node. Resolves even while Redis is down: it keeps retrying. */
+  async start(): Promise<void> {
+    this.#client.connect().catch(() => {});
+    this.#subscriber.connect().catch(() => {});
+    await this.#subscriber
+      .subscribe(this.#keys.events, (message: string) => {
+        const space = message.indexOf(' ');
+        const type = message.slice(0, space);
+        if (type === 'online' || type === 'offline') this.emit(type, message.slice(space + 1));
+      })
+      .catch(() => {});
+    this.#timer = setInterval(() => void this.#tick(), this.#options.interval);
+    this.#timer.unref();
+    await this.#tick();
+  }
+
+  /** Ties `ws` to `key` until it closes; joining twice is a no-op. */
+  async join(ws: WebSocket, key: string): Promise<void> {
+    let keys = this.#byConnection.get(ws);
+    if (keys === undefined) {
+      keys = new Set();
+      this.#byConnection.set(ws, keys);
+      ws.once('close', this.#connectionOnClose);
+    }
+    if (keys.has(key)) return;
+    keys.add(key);
+    // Never rejects: while Redis is unreachable the join is kept here and sent when it is back.
+    await this.#change(key, 1);
+  }
+
+  /** Unties `ws` from `key`. */
+  async leave(ws: WebSocket, key: string): Promise<void> {
+    const keys = this.#byConnection.get(ws);
+    if (keys === undefined || !keys.delete(key)) return;
+    await this.#change(key, -1);
+  }
+
+  /** Whether any connection in the cluster holds `key`. */
+  async isOnline(key: string): Promise<boolean> {
+    return (await this.#call(['HEXISTS', this.#keys.presence, key])) === 1;
+  }
+
+  /** How many connections in the cluster hold `key`. */
+  async connections(key: string): Promise<number> {
+    const value = await this.#call(['HGET', this.#keys.presence, key]);
+    return value === null ? 0 : Number(value);
+  }
+
+  /** How many keys are online in the cluster. */
+  async count(): Promise<number> {
+    return Number(await this.#call(['HLEN', this.#keys.presence]));
+  }
+
+  /** One page of the online keys that start with `prefix`; `cursor` '0' starts, and a returned '0' ends. */
+  async list(prefix: string, cursor = '0', pageSize = 100): Promise<{ cursor: string; keys: string[] }> {
+    const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+    const [next, flat] = (await this.#call(['HSCAN', this.#keys.presence, cursor, 'MATCH', pattern, 'COUNT', String(pageSize)])) as [string, string[]];
+    const keys: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) keys.push(flat[i]!);
+    return { cursor: next, keys };
+  }
+
+  /** Leaves the cluster at once: the node's keys go offline now, its lease is removed. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      clearInterval(this.#timer);
+      if (this.#client.isReady) await this.#eval(SCRIPTS.leave, [], [this.id]).catch(() => {});
+      await Promise.all([this.#client, this.#subscriber].map((client) => (client.isOpen ? client.close() : Promise.resolve())));
+    })();
+    return this.#closed;
+  }
+
+  #setAvailable(available: boolean): void {
+    if (available === this.#available) return;
+    this.#available = available;
+    // Whatever Redis held may be gone (a restart without persistence): register again when back.
+    if (!available) this.#registered = false;
+    this.emit('available', available);
+  }
+
+  /**
+   * Counts a connection of `key` in or out, here and in Redis. The node's own count is the truth:
+   * when Redis cannot take the change (down, slow, the lease lost), the next tick registers the
+   * node again with what it holds, within one interval.
+   */
+  async #change(key: string, delta: number): Promise<void> {
+    const count = (this.#held.get(key) ?? 0) + delta;
+    if (count > 0) this.#held.set(key, count);
+    else this.#held.delete(key);
+    if (!this.#registered || this.#closed) return;
+    try {
+      const result = await this.#eval(SCRIPTS.change, [this.#keys.nodeKeys], [key, String(delta), String(this.#options.offlineGrace), this.id]);
+      if (result === -1) this.#registered = false;
+    } catch {
+      this.#registered = false;
+    }
+  }
+
+  /** Once per interval: renew the lease (or register again), publish the snapshot, reap the dead. */
+  async #tick(): Promise<void> {
+    if (!this.#client.isReady || this.#closed) return;
+    try {
+      if (!this.#registered) await this.#register();
+      const { interval, timeout, offlineGrace } = this.#options;
+      const [renewed] = (await this.#eval(SCRIPTS.tick, [this.#keys.info], [this.id, String(interval + timeout), this.#snapshot(), String(offlineGrace)])) as [number, string[]];
+      // The lease was gone (reaped after a partition, or Redis lost its data): register again now.
+      if (renewed === 0) await this.#register();
+    } catch {
+      // Redis is slow or gone: the next tick tries again.
+    }
+  }
+
+  /** Registers the node with everything it holds now (see the REGISTER script). */
+  async #register(): Promise<void> {
+    const { interval, timeout, offlineGrace } = this.#options;
+    const held: string[] = [];
+    for (const [key, count] of this.#held) held.push(key, String(count));
+    const info = ['host', hostname(), 'pid', String(process.pid), 'startedAt', String(this.#startedAt)];
+    await this.#eval(SCRIPTS.register, [this.#keys.info, this.#keys.nodeKeys], [this.id, String(interval + timeout), String(offlineGrace), String(this.#held.size), ...held, ...info]);
+    this.#registered = true;
+  }
+
+  #snapshot(): string {
+    const stats = this.#heartbeat?.stats();
+    return JSON.stringify(stats === undefined ? {} : { connections: stats.connections, terminations: stats.terminations, overloaded: stats.overloaded });
+  }
+
+  /** Runs a script by its SHA, loading it on the first NOSCRIPT. KEYS: nodes, presence, grace, events, then `keys`; ARGV: prefix, then `args`. */
+  async #eval(s: Script, keys: string[], args: string[]): Promise<unknown> {
+    const { nodes, presence, grace, events } = this.#keys;
+    const allKeys = [nodes, presence, grace, events, ...keys];
+    const argv = [`{${this.#options.prefix}}`, ...args];
+    try {
+      return await this.#call(['EVALSHA', s.sha, String(allKeys.length), ...allKeys, ...argv]);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return this.#call(['EVAL', s.source, String(allKeys.length), ...allKeys, ...argv]);
+    }
+  }
+
+  async #call(args: string[]): Promise<unknown> {
+    if (!this.#client.isReady) throw new ClusterUnavailableError('Redis is not reachable');
+    return this.#client.sendCommand(args, { timeout: this.#options.commandTimeout });
+  }
+}

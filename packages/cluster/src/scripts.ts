@@ -1,0 +1,124 @@
+// The cluster's Redis scripts. Each runs atomically, so that no two nodes ever read, decide and
+// write the same presence in between each other: a dead node is reaped once, an `offline` event
+// is published once. Times are Redis's own (TIME), so that the nodes' clocks do not matter.
+//
+// Keys (all under one hash tag, `{prefix}`, so that they live in one slot of a Redis Cluster):
+//   {p}:nodes             ZSET  node id → lease deadline (ms, Redis time)
+//   {p}:node:<id>         HASH  the node's info and its latest stats snapshot
+//   {p}:node:<id>:keys    HASH  presence key → connections holding it on that node
+//   {p}:presence          HASH  presence key → connections holding it in the cluster
+//   {p}:grace             ZSET  presence key → when its `offline` event is due (the grace)
+// Channel: {p}:events, messages `online <key>` and `offline <key>`.
+
+/** Redis time in ms, as every script reads it. */
+const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/**
+ * Takes `count` connections of `key` off the cluster's total: when none is left, its `offline`
+ * is published now (grace 0) or scheduled for the end of the grace.
+ */
+const DROP = `
+local function drop(key, count, grace)
+  local total = redis.call('HINCRBY', KEYS[2], key, -count)
+  if total <= 0 then
+    redis.call('HDEL', KEYS[2], key)
+    if grace > 0 then
+      redis.call('ZADD', KEYS[3], now + grace, key)
+    else
+      redis.call('ZREM', KEYS[3], key)
+      redis.call('PUBLISH', KEYS[4], 'offline ' .. key)
+    end
+  end
+end`;
+
+/** Ends a node: its keys leave the cluster's totals, its own keys are deleted, its lease removed. */
+const END_NODE = `
+local function endNode(id, grace)
+  local nodeKeys = ARGV[1] .. ':node:' .. id .. ':keys'
+  local held = redis.call('HGETALL', nodeKeys)
+  for i = 1, #held, 2 do drop(held[i], tonumber(held[i + 1]), grace) end
+  redis.call('DEL', nodeKeys, ARGV[1] .. ':node:' .. id)
+  redis.call('ZREM', KEYS[1], id)
+end`;
+
+/**
+ * KEYS: nodes, presence, grace, events, node info, node keys. ARGV: prefix, id, lease ms, grace ms,
+ * n, then n pairs (key, connections on this node), then info fields (name, value, ...).
+ * (Re)registers the node with what it holds now: the lease is taken or renewed, and the node's
+ * keys are set to the pairs, each difference applied to the cluster's totals (with its online or
+ * offline event) in the same step. Used at start, after Redis came back, and after a lost lease.
+ */
+export const REGISTER = `${NOW}${DROP}
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+local grace, n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local old = {}
+local flat = redis.call('HGETALL', KEYS[6])
+for i = 1, #flat, 2 do old[flat[i]] = tonumber(flat[i + 1]) end
+redis.call('DEL', KEYS[6])
+for i = 0, n - 1 do
+  local key, count = ARGV[6 + 2 * i], tonumber(ARGV[7 + 2 * i])
+  redis.call('HSET', KEYS[6], key, count)
+  local delta = count - (old[key] or 0)
+  old[key] = nil
+  if delta < 0 then
+    drop(key, -delta, grace)
+  elseif delta > 0 then
+    local total = redis.call('HINCRBY', KEYS[2], key, delta)
+    if total == delta and redis.call('ZREM', KEYS[3], key) == 0 then redis.call('PUBLISH', KEYS[4], 'online ' .. key) end
+  end
+end
+for key, count in pairs(old) do drop(key, count, grace) end
+local info = 6 + 2 * n
+if #ARGV >= info then redis.call('HSET', KEYS[5], unpack(ARGV, info)) end
+return now`;
+
+/**
+ * KEYS: nodes, presence, grace, events, node info. ARGV: prefix, id, lease ms, snapshot, grace ms.
+ * Renews the lease (0 when it is gone: the node must register again), stores the snapshot,
+ * reaps the nodes whose lease ran out (their ids are returned) and publishes the `offline` events
+ * whose grace ended.
+ */
+export const TICK = `${NOW}${DROP}${END_NODE}
+local renewed = 0
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[2])
+  redis.call('HSET', KEYS[5], 'snapshot', ARGV[4])
+  renewed = 1
+end
+local grace = tonumber(ARGV[5])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
+for _, id in ipairs(dead) do endNode(id, grace) end
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 256)
+for _, key in ipairs(due) do
+  redis.call('ZREM', KEYS[3], key)
+  if redis.call('HEXISTS', KEYS[2], key) == 0 then redis.call('PUBLISH', KEYS[4], 'offline ' .. key) end
+end
+return { renewed, dead }`;
+
+/**
+ * KEYS: nodes, presence, grace, events, node keys. ARGV: prefix, key, delta, grace ms, node id.
+ * Returns -1, changing nothing, when the node has no lease (it was reaped, or Redis lost its
+ * data): the node must register again with everything it holds.
+ * Adds `delta` connections (negative: removes) holding `key` on one node. A key that comes
+ * online is announced, unless its `offline` was still in its grace (a reconnect): then neither
+ * event is published.
+ */
+export const CHANGE = `${NOW}${DROP}
+if not redis.call('ZSCORE', KEYS[1], ARGV[5]) then return -1 end
+local key, delta = ARGV[2], tonumber(ARGV[3])
+local onNode = redis.call('HINCRBY', KEYS[5], key, delta)
+if onNode <= 0 then redis.call('HDEL', KEYS[5], key) end
+if delta < 0 then
+  drop(key, -delta, tonumber(ARGV[4]))
+  return 0
+end
+local total = redis.call('HINCRBY', KEYS[2], key, delta)
+if total == delta and redis.call('ZREM', KEYS[3], key) == 0 then
+  redis.call('PUBLISH', KEYS[4], 'online ' .. key)
+end
+return total`;
+
+/** KEYS: nodes, presence, grace, events. ARGV: prefix, id. Ends the node at once: `offline` now, no grace. */
+export const LEAVE = `${NOW}${DROP}${END_NODE}
+endNode(ARGV[2], 0)
+return 1`;
