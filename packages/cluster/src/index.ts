@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { createClient, type RedisClientType } from '@redis/client';
-import type { Heartbeat } from '@ws-heartbeat/core';
+import type { Heartbeat, PresenceCluster } from '@ws-heartbeat/core';
 import type { WebSocket } from 'ws';
 import { CHANGE, LEAVE, REGISTER, TICK } from './scripts';
 
@@ -51,11 +51,11 @@ const SCRIPTS = { register: script(REGISTER), tick: script(TICK), change: script
  * reaped by the others `interval + timeout` later, at most one `interval` after that, and its
  * keys go offline exactly once.
  */
-export class Cluster extends EventEmitter<ClusterEvents> {
+export class Cluster extends EventEmitter<ClusterEvents> implements PresenceCluster {
   /** This node's id: unique per process start. */
   readonly id = randomUUID();
   readonly #options: Required<Omit<ClusterOptions, 'heartbeat'>>;
-  readonly #heartbeat: Heartbeat | undefined;
+  #heartbeat: Heartbeat | undefined;
   readonly #client: RedisClientType;
   readonly #subscriber: RedisClientType;
   readonly #keys: { nodes: string; presence: string; grace: string; events: string; info: string; nodeKeys: string };
@@ -66,6 +66,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   #timer: NodeJS.Timeout | undefined;
   #registered = false;
   #available = false;
+  /** Counts the changes to `#held`, so that a registration knows whether it missed one. */
+  #version = 0;
+  #registering: Promise<void> | undefined;
   readonly #startedAt = Date.now();
   #closed: Promise<void> | undefined;
 
@@ -99,8 +102,14 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     };
   }
 
-  /** Connects to Redis and registers the node. Resolves even while Redis is down: it keeps retrying. */
-  async start(): Promise<void> {
+  /**
+   * Connects to Redis and registers the node; `heartbeat` (or the `heartbeat` option) is the engine
+   * whose figures the node publishes. Resolves even while Redis is down: it keeps retrying. The
+   * adapters and `UpgradeRouter` call it when given the cluster.
+   */
+  async start(heartbeat?: Heartbeat): Promise<void> {
+    if (heartbeat !== undefined) this.#heartbeat = heartbeat;
+    if (this.#timer !== undefined || this.#closed) return;
     this.#client.connect().catch(() => {});
     this.#subscriber.connect().catch(() => {});
     await this.#subscriber
@@ -188,6 +197,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const count = (this.#held.get(key) ?? 0) + delta;
     if (count > 0) this.#held.set(key, count);
     else this.#held.delete(key);
+    this.#version += 1;
     if (!this.#registered || this.#closed) return;
     try {
       const result = await this.#eval(SCRIPTS.change, [this.#keys.nodeKeys], [key, String(delta), String(this.#options.offlineGrace), this.id]);
@@ -211,14 +221,28 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     }
   }
 
-  /** Registers the node with everything it holds now (see the REGISTER script). */
-  async #register(): Promise<void> {
-    const { interval, timeout, offlineGrace } = this.#options;
-    const held: string[] = [];
-    for (const [key, count] of this.#held) held.push(key, String(count));
-    const info = ['host', hostname(), 'pid', String(process.pid), 'startedAt', String(this.#startedAt)];
-    await this.#eval(SCRIPTS.register, [this.#keys.info, this.#keys.nodeKeys], [this.id, String(interval + timeout), String(offlineGrace), String(this.#held.size), ...held, ...info]);
-    this.#registered = true;
+  /**
+   * Registers the node with everything it holds now (see the REGISTER script). Joins and leaves
+   * that happen meanwhile stay local; if there were any, it registers again with them.
+   */
+  #register(): Promise<void> {
+    this.#registering ??= (async () => {
+      try {
+        const { interval, timeout, offlineGrace } = this.#options;
+        for (;;) {
+          const version = this.#version;
+          const held: string[] = [];
+          for (const [key, count] of this.#held) held.push(key, String(count));
+          const info = ['host', hostname(), 'pid', String(process.pid), 'startedAt', String(this.#startedAt)];
+          await this.#eval(SCRIPTS.register, [this.#keys.info, this.#keys.nodeKeys], [this.id, String(interval + timeout), String(offlineGrace), String(this.#held.size), ...held, ...info]);
+          if (version === this.#version) break;
+        }
+        this.#registered = true;
+      } finally {
+        this.#registering = undefined;
+      }
+    })();
+    return this.#registering;
   }
 
   #snapshot(): string {

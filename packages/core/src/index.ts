@@ -32,6 +32,7 @@ export type {
   UpgradeServer,
 } from './router-options';
 export type { PathParams } from './path';
+export type { PresenceCluster, PresenceKeys } from './presence';
 export { abortHandshake, refuseUnmatched, socketOnError, upgradeBelongsElsewhere } from './http';
 export type { ResponseHeaders } from './http';
 export { adapterEngine } from './adapter';

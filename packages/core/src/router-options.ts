@@ -6,6 +6,7 @@ import { fail } from './errors';
 import type { Heartbeat } from './heartbeat';
 import type { HeartbeatOptions } from './options';
 import type { PathParams } from './path';
+import type { PresenceCluster, PresenceKeys } from './presence';
 import type { HeartbeatEngineOptions } from './types';
 
 /**
@@ -32,7 +33,7 @@ export type RouteWsOptions = Omit<
 >;
 
 /** Where an error reported to {@link UpgradeRouterOptions.onError} came from. */
-export type RouterErrorPhase = 'origins' | 'authenticate' | 'connection';
+export type RouterErrorPhase = 'origins' | 'authenticate' | 'connection' | 'presence';
 
 /** The servers {@link UpgradeRouter.attach} accepts. */
 export type UpgradeServer = HttpServer | HttpsServer;
@@ -44,6 +45,13 @@ export interface UpgradeRouterOptions {
    * @default a new `Heartbeat` with its default options
    */
   heartbeat?: Heartbeat | HeartbeatEngineOptions;
+  /**
+   * A cluster that shares presence between processes (`@ws-heartbeat/cluster`): the router starts
+   * it with its engine, joins each connection to the keys of its route's `presence` option, and
+   * closes it first in `close()`, so that this node's keys go offline at once.
+   * @default none
+   */
+  cluster?: PresenceCluster;
   /**
    * Most connections over all routes (open ones and upgrades still authenticating); beyond it
    * upgrades are refused with 503.
@@ -73,6 +81,14 @@ export interface UpgradeRouterOptions {
 export interface RouteOptions {
   /** Receives each accepted connection. */
   handler: ConnectionHandler;
+  /**
+   * The presence keys (a user id, a room) each accepted connection holds in the router's
+   * `cluster` until it closes, from its upgrade request: joined before the handler runs. Needs
+   * the router's `cluster` option. A function that throws is reported (phase `'presence'`) and
+   * joins nothing; the connection stays.
+   * @default none
+   */
+  presence?: (req: IncomingMessage, params: PathParams) => PresenceKeys;
   /**
    * Heartbeat options of this route, over the engine's own.
    * @default the engine's options
@@ -118,8 +134,8 @@ export const DEFAULT_AUTH_TIMEOUT = 10_000;
  */
 export const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
-export const ROUTER_KEYS = new Set(['heartbeat', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'onError']);
-export const ROUTE_KEYS = new Set(['handler', 'heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
+export const ROUTER_KEYS = new Set(['heartbeat', 'cluster', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'onError']);
+export const ROUTE_KEYS = new Set(['handler', 'presence', 'heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
 /** `ws` options the router sets itself, with what to use instead. */
 const RESERVED_WS_KEYS: Record<string, string> = {
   host: 'attach the router to a server',

@@ -26,6 +26,7 @@ import {
   type UpgradeRouterOptions,
   type UpgradeServer,
 } from './router-options';
+import { isPresenceCluster, presenceKeys, type PresenceCluster } from './presence';
 import { checkCloseOptions } from './shutdown';
 import { UpgradeListeners } from './upgrade-listeners';
 import type { CloseOptions } from './types';
@@ -36,6 +37,7 @@ interface Route {
   /** How the router matches paths to this route; `undefined` for a route reached through `accept()`. */
   readonly matcher: PathMatcher | undefined;
   readonly handler: ConnectionHandler;
+  readonly presence: RouteOptions['presence'];
   readonly authenticate: Authenticate | undefined;
   readonly originAllowed: ((origin: string | undefined) => boolean) | undefined;
   readonly maxConnections: number;
@@ -77,6 +79,7 @@ export class UpgradeRouter {
   readonly heartbeat: Heartbeat;
 
   readonly #authTimeout: number;
+  readonly #cluster: PresenceCluster | undefined;
   readonly #onError: NonNullable<UpgradeRouterOptions['onError']>;
 
   /** Routes the router matches itself, most specific first. */
@@ -106,6 +109,11 @@ export class UpgradeRouter {
     this.#authTimeout = checkAuthTimeout(options.authTimeout);
     this.#onError = onError ?? reportWarning;
     this.heartbeat = heartbeat instanceof Heartbeat ? heartbeat : new Heartbeat(heartbeat);
+    if (options.cluster !== undefined) {
+      if (!isPresenceCluster(options.cluster)) fail('cluster', 'a cluster with start, join and close (such as @ws-heartbeat/cluster)', options.cluster);
+      this.#cluster = options.cluster;
+      this.#cluster.start(this.heartbeat).catch((error: unknown) => process.emitWarning(`cluster start failed: ${String(error)}`, 'UpgradeRouterWarning'));
+    }
 
     const router = this;
     this.#socketOnGone = function socketOnGone() {
@@ -173,6 +181,10 @@ export class UpgradeRouter {
     if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
       fail('authenticate', 'a function', options.authenticate);
     }
+    if (options.presence !== undefined) {
+      if (typeof options.presence !== 'function') fail('presence', 'a function', options.presence);
+      if (this.#cluster === undefined) throw new TypeError(`The "presence" option of route ${JSON.stringify(name)} needs the router's "cluster" option`);
+    }
     if (options.heartbeat !== undefined && !isObject(options.heartbeat)) {
       fail('heartbeat', 'an object of heartbeat options', options.heartbeat);
     }
@@ -197,6 +209,7 @@ export class UpgradeRouter {
       name,
       matcher,
       handler: options.handler,
+      presence: options.presence,
       authenticate: options.authenticate,
       originAllowed,
       maxConnections,
@@ -249,6 +262,8 @@ export class UpgradeRouter {
   }
 
   async #shutdown(options: CloseOptions): Promise<void> {
+    // The cluster first: this node's keys go offline now, not when its connections are gone.
+    await this.#cluster?.close();
     await this.heartbeat.close(options);
     await Promise.all([...this.#routesByName.values()].map((route) => closeServer(route.wss)));
     this.#listeners.removeAll();
@@ -390,6 +405,7 @@ export class UpgradeRouter {
     socket.removeListener('error', socketOnError); // `ws` listens for socket errors from now on
     try {
       this.heartbeat.track(ws, { route: route.name, socket });
+      if (route.presence !== undefined) this.#joinPresence(route, params, req, ws);
       const result = route.handler(ws, req, params);
       if (isPromiseLike(result)) {
         result.then(undefined, (error: unknown) => this.#connectionFailed(error, route, ws));
@@ -397,6 +413,18 @@ export class UpgradeRouter {
     } catch (error) {
       this.#connectionFailed(error, route, ws);
     }
+  }
+
+  /** Joins the connection to its route's presence keys in the cluster; a `presence` that throws is reported, and joins nothing. */
+  #joinPresence(route: Route, params: PathParams, req: IncomingMessage, ws: WebSocket): void {
+    let keys: readonly string[];
+    try {
+      keys = presenceKeys(route.presence!(req, params));
+    } catch (error) {
+      this.#report(error, route, 'presence');
+      return;
+    }
+    for (const key of keys) void this.#cluster!.join(ws, key);
   }
 
   #connectionFailed(error: unknown, route: Route, ws: WebSocket): void {

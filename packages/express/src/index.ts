@@ -20,6 +20,8 @@ import {
   type HeartbeatOptions,
   type MetricsRegistry,
   type OriginPolicy,
+  type PresenceCluster,
+  type PresenceKeys,
   type RouteWsOptions,
   type RouterErrorPhase,
   type UpgradeServer,
@@ -68,6 +70,12 @@ export interface WebSocketRouteOptions<P extends RouteParams = RouteParams> {
    * @default Infinity
    */
   maxConnections?: number;
+  /**
+   * The presence keys (a user id, a room) each connection holds in the `cluster` until it closes,
+   * from its request: `(req) => req.params.user`. Needs the `cluster` option.
+   * @default none
+   */
+  presence?: (req: WebSocketRequest<P>) => PresenceKeys;
 }
 
 /** Options of {@link WebSocketRoutes}. */
@@ -107,6 +115,13 @@ export interface WebSocketRoutesOptions {
    */
   authTimeout?: number;
   /**
+   * A cluster that shares presence between processes (`new Cluster({ url })` of
+   * `@ws-heartbeat/cluster`): started with the engine, joined by each route's `presence` keys,
+   * closed first by {@link WebSocketRoutes.close} (this node's keys go offline at once).
+   * @default none
+   */
+  cluster?: PresenceCluster;
+  /**
    * Match paths case-sensitively, like Express's `case sensitive routing` setting.
    * @default false
    */
@@ -129,9 +144,9 @@ interface Route {
   readonly match: MatchFunction<RouteParams>;
 }
 
-const OPTION_KEYS = new Set(['heartbeat', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'caseSensitive', 'strict', 'onError', 'logger']);
+const OPTION_KEYS = new Set(['heartbeat', 'cluster', 'ws', 'maxConnections', 'maxConnectionsPerClient', 'authTimeout', 'caseSensitive', 'strict', 'onError', 'logger']);
 const METRICS_FAILED = 'Metrics unavailable\n';
-const ROUTE_KEYS = new Set(['heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections']);
+const ROUTE_KEYS = new Set(['heartbeat', 'ws', 'authenticate', 'origins', 'maxConnections', 'presence']);
 const TRAILING_SLASHES = /\/+$/;
 
 /** Express's param decoding: a bad percent escape is the client's error (400). */
@@ -173,6 +188,8 @@ function endPlain(res: ServerResponse, status: number, contentType: string, body
 export class WebSocketRoutes {
   /** The heartbeat engine of every route: `stats()` and its events. */
   readonly heartbeat: Heartbeat;
+  /** The `cluster` option: presence reads and cluster events. */
+  readonly cluster: PresenceCluster | undefined;
 
   readonly #router: UpgradeRouter;
   readonly #routes: Route[] = [];
@@ -190,11 +207,12 @@ export class WebSocketRoutes {
 
   constructor(options: WebSocketRoutesOptions = {}) {
     checkKeys(options, OPTION_KEYS, '@ws-heartbeat/express');
-    const { heartbeat, logger, ws = {}, maxConnections, maxConnectionsPerClient, authTimeout, caseSensitive = false, strict = false, onError } = options;
+    const { heartbeat, cluster, logger, ws = {}, maxConnections, maxConnectionsPerClient, authTimeout, caseSensitive = false, strict = false, onError } = options;
     if (typeof caseSensitive !== 'boolean') throw new TypeError(`The "caseSensitive" option must be a boolean: got ${String(caseSensitive)}`);
     if (typeof strict !== 'boolean') throw new TypeError(`The "strict" option must be a boolean: got ${String(strict)}`);
     const engine = adapterEngine(heartbeat, logger);
-    this.#router = new UpgradeRouter({ heartbeat: engine.heartbeat, maxConnections, maxConnectionsPerClient, authTimeout, onError });
+    this.#router = new UpgradeRouter({ heartbeat: engine.heartbeat, cluster, maxConnections, maxConnectionsPerClient, authTimeout, onError });
+    this.cluster = cluster;
     this.heartbeat = this.#router.heartbeat;
     this.#logger = engine.logger;
     this.#wsDefaults = ws;
@@ -229,12 +247,13 @@ export class WebSocketRoutes {
     } catch (error) {
       throw new TypeError(`Invalid route path ${JSON.stringify(path)}: ${(error as Error).message}`);
     }
-    const { authenticate } = options;
+    const { authenticate, presence } = options;
     this.#router.define(path, {
       handler: (ws, req) => handler(ws, req as WebSocketRequest<P>),
       heartbeat: options.heartbeat,
       ws: { ...this.#wsDefaults, ...options.ws },
       authenticate: authenticate && ((req) => authenticate(req as WebSocketRequest<P>)),
+      presence: presence && ((req) => presence(req as WebSocketRequest<P>)),
       origins: options.origins,
       maxConnections: options.maxConnections,
     });

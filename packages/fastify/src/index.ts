@@ -38,6 +38,8 @@ import {
   type HeartbeatOptions,
   type MetricsRegistry,
   type OriginPolicy,
+  type PresenceCluster,
+  type PresenceKeys,
   type PathParams,
   type RouteWsOptions,
 } from '@ws-heartbeat/core';
@@ -86,6 +88,12 @@ export interface WebSocketRouteOptions {
    * @default Infinity
    */
   maxConnections?: number;
+  /**
+   * The presence keys (a user id, a room) each connection holds in the plugin's `cluster` until it
+   * closes, from the Fastify request its hooks saw: `(request) => request.user.id`.
+   * @default none
+   */
+  presence?: (request: FastifyRequest) => PresenceKeys;
 }
 
 /** Options of the plugin. */
@@ -98,6 +106,13 @@ export interface WsHeartbeatOptions {
    * @default the core defaults: interval 30 s, timeout 10 s, closeTimeout 5 s, overloadThreshold 100 ms; logger `app.log`
    */
   heartbeat?: HeartbeatEngineOptions;
+  /**
+   * A cluster that shares presence between processes (`new Cluster({ url })` of
+   * `@ws-heartbeat/cluster`), decorated as `app.cluster`: started with the engine, joined by each
+   * route's `presence` keys, and closed first at `app.close()` (this node's keys go offline at once).
+   * @default none
+   */
+  cluster?: PresenceCluster;
   /**
    * `ws` server options for every WebSocket route; a route's `ws` option overrides them.
    * @default `ws`'s defaults, with `maxPayload` 1 MiB (a larger message closes its connection with 1009)
@@ -153,6 +168,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The heartbeat engine of every WebSocket route: `stats()` and its events. */
     heartbeat: Heartbeat;
+    /** The plugin's `cluster` option (undefined without one). */
+    cluster: PresenceCluster | undefined;
   }
 
   interface RouteShorthandOptions<RawServer extends RawServerBase = RawServerDefault> extends WebSocketRouteOptions {}
@@ -212,6 +229,7 @@ type UpgradeRequest = IncomingMessage & { [kUpgrade]?: PendingUpgrade };
 
 const PLUGIN_KEYS = new Set([
   'heartbeat',
+  'cluster',
   'ws',
   'maxConnections',
   'maxConnectionsPerClient',
@@ -271,6 +289,7 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
   checkKeys(options, PLUGIN_KEYS, '@ws-heartbeat/fastify');
   const {
     heartbeat,
+    cluster,
     ws: wsDefaults = {},
     maxConnections,
     maxConnectionsPerClient,
@@ -291,13 +310,14 @@ function setUp(fastify: FastifyInstance, options: WsHeartbeatOptions): void {
   }
   const router = new UpgradeRouter({
     heartbeat: adapterEngine(heartbeat, undefined, fastify.log).heartbeat,
+    cluster,
     maxConnections,
     maxConnectionsPerClient,
     authTimeout, // validated there; the plugin's own timer below uses it
     onError: (error, { route, phase }) => fastify.log.error({ err: error, route, phase }, `ws-heartbeat: ${phase} failed on ${route}`),
   });
   try {
-    setUpRoutes(fastify, router, { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry, retryWithin });
+    setUpRoutes(fastify, router, { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry, retryWithin, cluster });
   } catch (error) {
     // Nothing of a registration that failed stays behind: the engine's load monitor stops too.
     router.close().catch(() => undefined);
@@ -312,11 +332,13 @@ interface RouteSetup {
   metricsRoute: string | false;
   metricsRegistry: MetricsRegistry | undefined;
   retryWithin: number | undefined;
+  cluster: PresenceCluster | undefined;
 }
 
 function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: RouteSetup): void {
-  const { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry, retryWithin } = setup;
+  const { wsDefaults, authTimeout, statsRoute, metricsRoute, metricsRegistry, retryWithin, cluster } = setup;
   fastify.decorate('heartbeat', router.heartbeat);
+  fastify.decorate('cluster', cluster);
   // Throws if the registry already holds these metrics (another engine's, say): register() rejects.
   const removeMetrics = metricsRegistry === undefined ? undefined : collectMetrics(router.heartbeat, metricsRegistry);
 
@@ -348,6 +370,7 @@ function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: Rou
     if (typeof wsHandler !== 'function') throw new TypeError(`The WebSocket handler of ${route.url} must be a function`);
     const httpHandler = route.wsHandler !== undefined && route.handler !== undefined ? route.handler : upgradeRequired;
     const name = route.url;
+    const { presence } = route;
     router.define(name, {
       handler(socket, req) {
         const pending = (req as UpgradeRequest)[kUpgrade]!;
@@ -357,6 +380,7 @@ function setUpRoutes(fastify: FastifyInstance, router: UpgradeRouter, setup: Rou
       ws: { ...wsDefaults, ...route.ws },
       origins: route.origins,
       maxConnections: route.maxConnections,
+      presence: presence && ((req) => presence((req as UpgradeRequest)[kUpgrade]!.request!)),
     });
     webSocketPaths.on('GET', name, () => undefined);
     route.handler = function webSocketRoute(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
