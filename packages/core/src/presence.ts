@@ -30,3 +30,18 @@ export function presenceKeys(keys: unknown): readonly string[] {
   if (Array.isArray(keys) && keys.every((key) => typeof key === 'string')) return keys as string[];
   throw new TypeError(`presence must return a string, an array of strings or undefined: got ${typeof keys}`);
 }
+
+/**
+ * Joins `ws` to the keys `keysOf()` gives (a route's `presence` option). A `presence` that throws
+ * or gives anything but keys is `reported`, and joins nothing; the connection stays.
+ */
+export function joinPresence(cluster: PresenceCluster, ws: WebSocket, keysOf: () => unknown, reported: (error: unknown) => void): void {
+  let keys: readonly string[];
+  try {
+    keys = presenceKeys(keysOf());
+  } catch (error) {
+    reported(error);
+    return;
+  }
+  for (const key of keys) void cluster.join(ws, key);
+}

@@ -26,7 +26,7 @@ import {
   type UpgradeRouterOptions,
   type UpgradeServer,
 } from './router-options';
-import { isPresenceCluster, presenceKeys, type PresenceCluster } from './presence';
+import { isPresenceCluster, joinPresence, type PresenceCluster } from './presence';
 import { checkCloseOptions } from './shutdown';
 import { UpgradeListeners } from './upgrade-listeners';
 import type { CloseOptions } from './types';
@@ -405,7 +405,7 @@ export class UpgradeRouter {
     socket.removeListener('error', socketOnError); // `ws` listens for socket errors from now on
     try {
       this.heartbeat.track(ws, { route: route.name, socket });
-      if (route.presence !== undefined) this.#joinPresence(route, params, req, ws);
+      if (route.presence !== undefined) joinPresence(this.#cluster!, ws, () => route.presence!(req, params), (error) => this.#report(error, route, 'presence'));
       const result = route.handler(ws, req, params);
       if (isPromiseLike(result)) {
         result.then(undefined, (error: unknown) => this.#connectionFailed(error, route, ws));
@@ -413,18 +413,6 @@ export class UpgradeRouter {
     } catch (error) {
       this.#connectionFailed(error, route, ws);
     }
-  }
-
-  /** Joins the connection to its route's presence keys in the cluster; a `presence` that throws is reported, and joins nothing. */
-  #joinPresence(route: Route, params: PathParams, req: IncomingMessage, ws: WebSocket): void {
-    let keys: readonly string[];
-    try {
-      keys = presenceKeys(route.presence!(req, params));
-    } catch (error) {
-      this.#report(error, route, 'presence');
-      return;
-    }
-    for (const key of keys) void this.#cluster!.join(ws, key);
   }
 
   #connectionFailed(error: unknown, route: Route, ws: WebSocket): void {
