@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { createClient, type RedisClientType } from '@redis/client';
-import type { Heartbeat, PresenceCluster } from '@ws-heartbeat/core';
+import { checkKeys, type Heartbeat, type PresenceCluster } from '@ws-heartbeat/core';
 import type { WebSocket } from 'ws';
 import { CHANGE, LEAVE, REGISTER, TICK } from './scripts';
 
@@ -38,6 +38,26 @@ export interface ClusterEvents {
 }
 
 const DEFAULTS = { url: 'redis://127.0.0.1:6379', prefix: 'wsh', interval: 10_000, timeout: 5_000, offlineGrace: 0, commandTimeout: 2_000 } as const;
+const KNOWN = new Set([...Object.keys(DEFAULTS), 'heartbeat']);
+
+/** Merges `options` over the defaults and checks each value: a `TypeError` names the option and the value. */
+function resolve(options: ClusterOptions): Required<Omit<ClusterOptions, 'heartbeat'>> {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`The cluster options must be an object: got ${String(options)}`);
+  checkKeys(options, KNOWN, '@ws-heartbeat/cluster');
+  const merged = { ...DEFAULTS, ...options };
+  const fail = (name: string, rule: string, value: unknown): never => {
+    throw new TypeError(`The "${name}" option must be ${rule}: got ${String(value)}`);
+  };
+  if (typeof merged.url !== 'string' || !/^rediss?:\/\//.test(merged.url)) fail('url', 'a redis:// or rediss:// URL', merged.url);
+  if (typeof merged.prefix !== 'string' || merged.prefix === '' || /[{}]/.test(merged.prefix)) fail('prefix', 'a non-empty string without braces', merged.prefix);
+  for (const name of ['interval', 'timeout', 'commandTimeout'] as const) {
+    const value = merged[name];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > 2 ** 31 - 1) fail(name, 'a number of milliseconds from 1 to 2147483647', value);
+  }
+  const grace = merged.offlineGrace;
+  if (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0 || grace > 2 ** 31 - 1) fail('offlineGrace', 'a number of milliseconds from 0 to 2147483647', grace);
+  return { url: merged.url, prefix: merged.prefix, interval: merged.interval, timeout: merged.timeout, offlineGrace: merged.offlineGrace, commandTimeout: merged.commandTimeout };
+}
 
 type Script = { source: string; sha: string };
 function script(source: string): Script {
@@ -74,9 +94,8 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
 
   constructor(options: ClusterOptions = {}) {
     super();
-    const { heartbeat, ...rest } = options;
-    this.#options = { ...DEFAULTS, ...rest };
-    this.#heartbeat = heartbeat;
+    this.#options = resolve(options);
+    this.#heartbeat = options.heartbeat;
     const p = `{${this.#options.prefix}}`;
     this.#keys = { nodes: `${p}:nodes`, presence: `${p}:presence`, grace: `${p}:grace`, events: `${p}:events`, info: `${p}:node:${this.id}`, nodeKeys: `${p}:node:${this.id}:keys` };
     this.#client = createClient({

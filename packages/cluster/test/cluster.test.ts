@@ -173,4 +173,12 @@ describe('@ws-heartbeat/cluster', () => {
     }
     expect(presence).toEqual([2, 1, false]);
   });
+
+  test('invalid options are a TypeError that names the option and the value', () => {
+    expect(() => new Cluster({ interval: 0 })).toThrow(/"interval" option must be a number of milliseconds from 1 to 2147483647: got 0/);
+    expect(() => new Cluster({ offlineGrace: -1 })).toThrow(/"offlineGrace" option .* got -1/);
+    expect(() => new Cluster({ url: 'http://localhost' })).toThrow(/"url" option must be a redis:\/\/ or rediss:\/\/ URL: got http:\/\/localhost/);
+    expect(() => new Cluster({ prefix: '{x}' })).toThrow(/"prefix" option/);
+    expect(() => new Cluster({ intervall: 5 } as ClusterOptions)).toThrow(/Unknown @ws-heartbeat\/cluster option "intervall"/);
+  });
 });
