@@ -6,11 +6,11 @@
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Fastify from 'fastify';
-import { WebSocket } from 'ws';
 import wsHeartbeat from '@ws-heartbeat/fastify';
 import { WebSocketRoutes } from '@ws-heartbeat/express';
 import { Cluster } from '@ws-heartbeat/cluster';
 import { useCleanup } from '../../../test/helpers/cleanup';
+import { openClientFor } from '../../../test/helpers/clients';
 import { startRedis } from '../../../test/helpers/redis';
 import { ms, now, waitFor } from '../../../test/helpers/time';
 
@@ -52,15 +52,6 @@ async function startApp(adapter: 'fastify' | 'express', cluster: Cluster): Promi
   return { url: `ws://127.0.0.1:${port}`, close };
 }
 
-function open(url: string): Promise<WebSocket> {
-  const ws = new WebSocket(url);
-  cleanup.defer(() => ws.terminate());
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
-}
-
 describe.each(['fastify', 'express'] as const)('%s with a cluster', (adapter) => {
   test("a route's presence keys join on connect and leave on close; closing the app takes its keys offline at once", async () => {
     const redis = await startRedis(cleanup);
@@ -71,8 +62,8 @@ describe.each(['fastify', 'express'] as const)('%s with a cluster', (adapter) =>
     await watcher.start();
     const app = await startApp(adapter, served);
 
-    const first = await open(`${app.url}/ws/lobby?user=42`);
-    await open(`${app.url}/ws/lobby?user=43`);
+    const { ws: first } = await openClientFor(cleanup, `${app.url}/ws/lobby?user=42`);
+    await openClientFor(cleanup, `${app.url}/ws/lobby?user=43`);
     let counts: number[] = [];
     const deadline = now() + ms(2_000);
     while (now() < deadline) {

@@ -10,6 +10,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { Cluster, ClusterUnavailableError, type ClusterOptions } from '@ws-heartbeat/cluster';
 import { childMessage, forkChild } from '../../../test/helpers/child';
 import { useCleanup } from '../../../test/helpers/cleanup';
+import { openClientsFor } from '../../../test/helpers/clients';
 import { startRedis } from '../../../test/helpers/redis';
 import { SLOP, ms, now, waitFor } from '../../../test/helpers/time';
 import type { NodeConfig, NodeMessage } from './fixtures/node';
@@ -41,10 +42,7 @@ async function sockets(n: number): Promise<WebSocket[]> {
     for (const ws of accepted) ws.terminate();
   });
   const { port } = server.address() as AddressInfo;
-  for (let i = 0; i < n; i++) {
-    const client = new WebSocket(`ws://127.0.0.1:${port}`);
-    await new Promise((resolve) => client.once('open', resolve));
-  }
+  await openClientsFor(cleanup, `ws://127.0.0.1:${port}`, n);
   await waitFor(() => accepted.length === n, ms(2_000), 'the connections');
   return accepted;
 }
