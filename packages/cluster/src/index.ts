@@ -1,10 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { createClient, type RedisClientType } from '@redis/client';
+import { createClient, TimeoutError, TimeoutReadError, type RedisClientType } from '@redis/client';
 import { checkKeys, type Heartbeat, type PresenceCluster } from '@ws-heartbeat/core';
 import type { WebSocket } from 'ws';
-import { CHANGE, LEAVE, REGISTER, TICK } from './scripts';
+import { CHANGE, LEAVE, REGISTER, STATS, TICK } from './scripts';
+import { parseStats, snapshotOf, type ClusterStats } from './stats';
+
+export type { ClusterStats, NodeRouteStats, NodeStats } from './stats';
 
 /** Thrown (as a rejection) by a presence read or write while Redis cannot be reached. */
 export class ClusterUnavailableError extends Error {
@@ -63,7 +66,7 @@ type Script = { source: string; sha: string };
 function script(source: string): Script {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
-const SCRIPTS = { register: script(REGISTER), tick: script(TICK), change: script(CHANGE), leave: script(LEAVE) };
+const SCRIPTS = { register: script(REGISTER), tick: script(TICK), change: script(CHANGE), leave: script(LEAVE), stats: script(STATS) };
 
 /**
  * One process's membership of a cluster of ws-heartbeat servers that share presence through
@@ -189,6 +192,15 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     return { cursor: next, keys };
   }
 
+  /**
+   * Every live node's latest snapshot (connections per route, terminations by reason, RTT and
+   * event-loop p99, overload, age, lease age) and the cluster's totals. One Redis call, O(nodes).
+   * Figures are as of each node's latest interval.
+   */
+  async stats(): Promise<ClusterStats> {
+    return parseStats((await this.#eval(SCRIPTS.stats, [], [])) as unknown[]);
+  }
+
   /** Leaves the cluster at once: the node's keys go offline now, its lease is removed. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
@@ -232,7 +244,7 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     try {
       if (!this.#registered) await this.#register();
       const { interval, timeout, offlineGrace } = this.#options;
-      const [renewed] = (await this.#eval(SCRIPTS.tick, [this.#keys.info], [this.id, String(interval + timeout), this.#snapshot(), String(offlineGrace)])) as [number, string[]];
+      const [renewed] = (await this.#eval(SCRIPTS.tick, [this.#keys.info], [this.id, String(interval + timeout), snapshotOf(this.#heartbeat), String(offlineGrace), String(interval)])) as [number, string[]];
       // The lease was gone (reaped after a partition, or Redis lost its data): register again now.
       if (renewed === 0) await this.#register();
     } catch {
@@ -264,11 +276,6 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     return this.#registering;
   }
 
-  #snapshot(): string {
-    const stats = this.#heartbeat?.stats();
-    return JSON.stringify(stats === undefined ? {} : { connections: stats.connections, terminations: stats.terminations, overloaded: stats.overloaded });
-  }
-
   /** Runs a script by its SHA, loading it on the first NOSCRIPT. KEYS: nodes, presence, grace, events, then `keys`; ARGV: prefix, then `args`. */
   async #eval(s: Script, keys: string[], args: string[]): Promise<unknown> {
     const { nodes, presence, grace, events } = this.#keys;
@@ -282,8 +289,22 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     }
   }
 
+  /**
+   * Sends one command. It rejects with `ClusterUnavailableError` at once while Redis is not
+   * connected, and after `commandTimeout` when Redis does not answer (slow, paused, cut off); a
+   * command that timed out after it was sent may still run, so only idempotent work is retried
+   * (every write goes through REGISTER's sync of differences again).
+   */
   async #call(args: string[]): Promise<unknown> {
     if (!this.#client.isReady) throw new ClusterUnavailableError('Redis is not reachable');
-    return this.#client.sendCommand(args, { timeout: this.#options.commandTimeout });
+    const { commandTimeout } = this.#options;
+    try {
+      return await this.#client.sendCommand(args, { timeout: commandTimeout, rejectInFlight: true });
+    } catch (error) {
+      if (error instanceof TimeoutError || error instanceof TimeoutReadError) {
+        throw new ClusterUnavailableError(`Redis did not answer within ${commandTimeout} ms`, { cause: error });
+      }
+      throw error;
+    }
   }
 }

@@ -4,10 +4,11 @@
 //
 // Keys (all under one hash tag, `{prefix}`, so that they live in one slot of a Redis Cluster):
 //   {p}:nodes             ZSET  node id → lease deadline (ms, Redis time)
-//   {p}:node:<id>         HASH  the node's info and its latest stats snapshot
+//   {p}:node:<id>         HASH  the node's info (host, pid, startedAt), renewedAt and its latest snapshot
 //   {p}:node:<id>:keys    HASH  presence key → connections holding it on that node
 //   {p}:presence          HASH  presence key → connections holding it in the cluster
 //   {p}:grace             ZSET  presence key → when its `offline` event is due (the grace)
+//   {p}:clock             STRING the latest tick's time: a longer silence was Redis's stall, not the nodes'
 // Channel: {p}:events, messages `online <key>` and `offline <key>`.
 
 /** Redis time in ms, as every script reads it. */
@@ -69,20 +70,33 @@ for i = 0, n - 1 do
 end
 for key, count in pairs(old) do drop(key, count, grace) end
 local info = 6 + 2 * n
+redis.call('HSET', KEYS[5], 'renewedAt', now)
 if #ARGV >= info then redis.call('HSET', KEYS[5], unpack(ARGV, info)) end
 return now`;
 
 /**
- * KEYS: nodes, presence, grace, events, node info. ARGV: prefix, id, lease ms, snapshot, grace ms.
+ * KEYS: nodes, presence, grace, events, node info. ARGV: prefix, id, lease ms, snapshot, grace ms,
+ * interval ms.
  * Renews the lease (0 when it is gone: the node must register again), stores the snapshot,
  * reaps the nodes whose lease ran out (their ids are returned) and publishes the `offline` events
  * whose grace ended.
+ * When no node ticked for longer than an interval (the `clock` key: the latest tick's time), Redis
+ * itself was stalled (DEBUG SLEEP, CLIENT PAUSE, a slow fork) or every node was: that time does not
+ * count against anyone's lease, so every lease is moved on by it before any is judged. A healthy
+ * node is never reaped because Redis could not hear it.
  */
 export const TICK = `${NOW}${DROP}${END_NODE}
+local clock = ARGV[1] .. ':clock'
+local last = tonumber(redis.call('GET', clock))
+local stalled = last and now - last - tonumber(ARGV[6]) or 0
+if stalled > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do redis.call('ZINCRBY', KEYS[1], stalled, id) end
+end
+redis.call('SET', clock, now)
 local renewed = 0
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[2])
-  redis.call('HSET', KEYS[5], 'snapshot', ARGV[4])
+  redis.call('HSET', KEYS[5], 'snapshot', ARGV[4], 'renewedAt', now)
   renewed = 1
 end
 local grace = tonumber(ARGV[5])
@@ -118,7 +132,23 @@ if total == delta and redis.call('ZREM', KEYS[3], key) == 0 then
 end
 return total`;
 
-/** KEYS: nodes, presence, grace, events. ARGV: prefix, id. Ends the node at once: `offline` now, no grace. */
+/** KEYS: nodes, presence, grace, events. ARGV: prefix, id. Ends the node at once: `offline` now, no grace. The last node out removes the clock. */
 export const LEAVE = `${NOW}${DROP}${END_NODE}
 endNode(ARGV[2], 0)
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', ARGV[1] .. ':clock') end
 return 1`;
+
+/**
+ * KEYS: nodes, presence, grace, events. ARGV: prefix. Reads, changes nothing. Returns Redis's time,
+ * the number of online keys, then for each live node (lease not run out): id, host, pid,
+ * startedAt, renewedAt, snapshot. O(nodes), never O(connections).
+ */
+export const STATS = `${NOW}
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local out = { now, redis.call('HLEN', KEYS[2]) }
+for _, id in ipairs(live) do
+  local info = redis.call('HMGET', ARGV[1] .. ':node:' .. id, 'host', 'pid', 'startedAt', 'renewedAt', 'snapshot')
+  out[#out + 1] = id
+  for i = 1, 5 do out[#out + 1] = info[i] end
+end
+return out`;
