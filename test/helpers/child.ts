@@ -40,15 +40,18 @@ export interface ForkOptions {
   args?: string[];
   /** Node options; a `.ts` file also gets `--require register.js`. */
   execArgv?: string[];
+  /** A command that runs node for it, such as `['ip', 'netns', 'exec', name]` (inside a network namespace). */
+  wrap?: string[];
 }
 
 /**
  * Forks `file` with stdin ignored, stdout and stderr inherited and an IPC channel. The child
  * never outlives the test: `cleanup` kills it (a stopped one is continued first).
  */
-export function forkChild<M extends { type: string }>(cleanup: Cleanup, file: string, { args = [], execArgv = [] }: ForkOptions = {}): Child<M> {
+export function forkChild<M extends { type: string }>(cleanup: Cleanup, file: string, { args = [], execArgv = [], wrap = [] }: ForkOptions = {}): Child<M> {
+  const nodeArgv = file.endsWith('.ts') ? [...execArgv, '--require', REGISTER_TS] : execArgv;
   const subprocess = fork(file, args, {
-    execArgv: file.endsWith('.ts') ? [...execArgv, '--require', REGISTER_TS] : execArgv,
+    ...(wrap.length > 0 ? { execPath: wrap[0], execArgv: [...wrap.slice(1), process.execPath, ...nodeArgv] } : { execArgv: nodeArgv }),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const child: Child<M> = {

@@ -6,14 +6,23 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { Cleanup } from './cleanup';
-import { ms } from './time';
+import { ms, now } from './time';
 
 export interface TestRedis {
   port: number;
   url: string;
   process: ChildProcess;
+  /** now() when the server said it accepts connections. */
+  readyAt: number;
   /** Stops the server (SIGKILL: its data is gone, as after a crash). */
   kill(): Promise<void>;
+}
+
+export interface RedisOptions {
+  /** The port (a restart reuses its predecessor's); a free one if not given. */
+  port?: number;
+  /** Addresses it listens on besides 127.0.0.1 (a network namespace's veth end). */
+  bind?: string[];
 }
 
 /** A port that was free a moment ago (redis-server cannot take port 0). */
@@ -28,10 +37,16 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Starts redis-server on `port` (a free one if not given); resolves once it accepts connections. */
-export async function startRedis(cleanup: Cleanup, port?: number): Promise<TestRedis> {
+/**
+ * Starts redis-server; resolves once it accepts connections. DEBUG is allowed from local
+ * connections (`DEBUG SLEEP`: a stalled Redis).
+ */
+export async function startRedis(cleanup: Cleanup, { port, bind = [] }: RedisOptions = {}): Promise<TestRedis> {
   const chosen = port ?? (await freePort());
-  const child = spawn('redis-server', ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const args = ['--port', String(chosen), '--bind', '127.0.0.1', ...bind, '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local'];
+  // Without a password, Redis answers only loopback clients unless told otherwise.
+  if (bind.length > 0) args.push('--protected-mode', 'no');
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const kill = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -53,6 +68,7 @@ export async function startRedis(cleanup: Cleanup, port?: number): Promise<TestR
       }
     });
   });
+  const readyAt = now();
   child.stdout!.resume();
-  return { port: chosen, url: `redis://127.0.0.1:${chosen}`, process: child, kill };
+  return { port: chosen, url: `redis://127.0.0.1:${chosen}`, process: child, readyAt, kill };
 }

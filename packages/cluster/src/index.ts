@@ -91,6 +91,8 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
   #available = false;
   /** Counts the changes to `#held`, so that a registration knows whether it missed one. */
   #version = 0;
+  /** Counts the registrations: Redis ignores a command of an older one that arrives late. */
+  #epoch = 0;
   #registering: Promise<void> | undefined;
   readonly #startedAt = Date.now();
   #closed: Promise<void> | undefined;
@@ -104,7 +106,9 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     this.#client = createClient({
       url: this.#options.url,
       disableOfflineQueue: true,
-      socket: { reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, this.#options.interval) },
+      // A connection attempt that gets no answer (a partition) is given up after a command's
+      // time, and tried again, so that one succeeds soon after the network is back.
+      socket: { connectTimeout: this.#options.commandTimeout, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, this.#options.interval) },
     }) as RedisClientType;
     this.#subscriber = this.#client.duplicate();
     this.#subscriber.on('error', () => {});
@@ -231,7 +235,7 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     this.#version += 1;
     if (!this.#registered || this.#closed) return;
     try {
-      const result = await this.#eval(SCRIPTS.change, [this.#keys.nodeKeys], [key, String(delta), String(this.#options.offlineGrace), this.id]);
+      const result = await this.#eval(SCRIPTS.change, [this.#keys.info, this.#keys.nodeKeys], [key, String(delta), String(this.#options.offlineGrace), String(this.#epoch)]);
       if (result === -1) this.#registered = false;
     } catch {
       this.#registered = false;
@@ -247,9 +251,21 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
       const [renewed] = (await this.#eval(SCRIPTS.tick, [this.#keys.info], [this.id, String(interval + timeout), snapshotOf(this.#heartbeat), String(offlineGrace), String(interval)])) as [number, string[]];
       // The lease was gone (reaped after a partition, or Redis lost its data): register again now.
       if (renewed === 0) await this.#register();
-    } catch {
-      // Redis is slow or gone: the next tick tries again.
+    } catch (error) {
+      // Redis is slow or gone: the next tick tries again. A command sent but never answered may
+      // sit on a connection that the network lost without a word (a partition: TCP retransmits
+      // with a growing backoff, for minutes): open a new one, so that the node is back within an
+      // interval of Redis answering again. The old connection's late commands are of an older
+      // epoch: Redis ignores them.
+      if (error instanceof ClusterUnavailableError && error.cause instanceof TimeoutReadError) this.#reconnect();
     }
+  }
+
+  #reconnect(): void {
+    if (this.#closed || !this.#client.isOpen) return;
+    this.#client.destroy();
+    this.#setAvailable(false);
+    this.#client.connect().catch(() => {});
   }
 
   /**
@@ -265,7 +281,8 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
           const held: string[] = [];
           for (const [key, count] of this.#held) held.push(key, String(count));
           const info = ['host', hostname(), 'pid', String(process.pid), 'startedAt', String(this.#startedAt)];
-          await this.#eval(SCRIPTS.register, [this.#keys.info, this.#keys.nodeKeys], [this.id, String(interval + timeout), String(offlineGrace), String(this.#held.size), ...held, ...info]);
+          this.#epoch += 1;
+          await this.#eval(SCRIPTS.register, [this.#keys.info, this.#keys.nodeKeys], [this.id, String(interval + timeout), String(offlineGrace), String(this.#epoch), String(this.#held.size), ...held, ...info]);
           if (version === this.#version) break;
         }
         this.#registered = true;

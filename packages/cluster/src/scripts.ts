@@ -44,20 +44,24 @@ end`;
 
 /**
  * KEYS: nodes, presence, grace, events, node info, node keys. ARGV: prefix, id, lease ms, grace ms,
- * n, then n pairs (key, connections on this node), then info fields (name, value, ...).
+ * epoch, n, then n pairs (key, connections on this node), then info fields (name, value, ...).
  * (Re)registers the node with what it holds now: the lease is taken or renewed, and the node's
  * keys are set to the pairs, each difference applied to the cluster's totals (with its online or
  * offline event) in the same step. Used at start, after Redis came back, and after a lost lease.
+ * `epoch` counts the node's registrations: one older than the stored one is a stale command (sent
+ * on a connection the node gave up, and run late) and changes nothing (returns -1).
  */
 export const REGISTER = `${NOW}${DROP}
+local epoch = tonumber(ARGV[5])
+if (tonumber(redis.call('HGET', KEYS[5], 'epoch')) or 0) > epoch then return -1 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-local grace, n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local grace, n = tonumber(ARGV[4]), tonumber(ARGV[6])
 local old = {}
 local flat = redis.call('HGETALL', KEYS[6])
 for i = 1, #flat, 2 do old[flat[i]] = tonumber(flat[i + 1]) end
 redis.call('DEL', KEYS[6])
 for i = 0, n - 1 do
-  local key, count = ARGV[6 + 2 * i], tonumber(ARGV[7 + 2 * i])
+  local key, count = ARGV[7 + 2 * i], tonumber(ARGV[8 + 2 * i])
   redis.call('HSET', KEYS[6], key, count)
   local delta = count - (old[key] or 0)
   old[key] = nil
@@ -69,8 +73,8 @@ for i = 0, n - 1 do
   end
 end
 for key, count in pairs(old) do drop(key, count, grace) end
-local info = 6 + 2 * n
-redis.call('HSET', KEYS[5], 'renewedAt', now)
+local info = 7 + 2 * n
+redis.call('HSET', KEYS[5], 'renewedAt', now, 'epoch', epoch)
 if #ARGV >= info then redis.call('HSET', KEYS[5], unpack(ARGV, info)) end
 return now`;
 
@@ -110,18 +114,20 @@ end
 return { renewed, dead }`;
 
 /**
- * KEYS: nodes, presence, grace, events, node keys. ARGV: prefix, key, delta, grace ms, node id.
- * Returns -1, changing nothing, when the node has no lease (it was reaped, or Redis lost its
- * data): the node must register again with everything it holds.
+ * KEYS: nodes, presence, grace, events, node info, node keys. ARGV: prefix, key, delta, grace ms,
+ * epoch.
+ * Returns -1, changing nothing, unless the node is registered with this `epoch`: without a lease
+ * (it was reaped, or Redis lost its data) the node must register again with everything it holds,
+ * and a change of an older epoch is a stale command that the latest registration already counted.
  * Adds `delta` connections (negative: removes) holding `key` on one node. A key that comes
  * online is announced, unless its `offline` was still in its grace (a reconnect): then neither
  * event is published.
  */
 export const CHANGE = `${NOW}${DROP}
-if not redis.call('ZSCORE', KEYS[1], ARGV[5]) then return -1 end
+if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[5] then return -1 end
 local key, delta = ARGV[2], tonumber(ARGV[3])
-local onNode = redis.call('HINCRBY', KEYS[5], key, delta)
-if onNode <= 0 then redis.call('HDEL', KEYS[5], key) end
+local onNode = redis.call('HINCRBY', KEYS[6], key, delta)
+if onNode <= 0 then redis.call('HDEL', KEYS[6], key) end
 if delta < 0 then
   drop(key, -delta, tonumber(ARGV[4]))
   return 0

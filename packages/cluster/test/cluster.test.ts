@@ -156,7 +156,7 @@ describe('@ws-heartbeat/cluster', () => {
     await redis.kill();
     await lost;
     a2!.close(); // a change while Redis is gone: kept, and sent once it is back
-    await startRedis(cleanup, redis.port);
+    await startRedis(cleanup, { port: redis.port });
     const restartedAt = now();
     let presence: [number, number, boolean] = [0, 0, true];
     const deadline = restartedAt + ms(5_000) + INTERVAL;
