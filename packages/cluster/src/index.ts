@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { createClient, TimeoutError, TimeoutReadError, type RedisClientType } from '@redis/client';
+import { createClient, ErrorReply, TimeoutError, TimeoutReadError, type RedisClientType } from '@redis/client';
 import { checkKeys, type Heartbeat, type PresenceCluster } from '@ws-heartbeat/core';
 import type { WebSocket } from 'ws';
 import { CHANGE, LEAVE, REGISTER, STATS, TICK } from './scripts';
@@ -308,7 +308,8 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
 
   /**
    * Sends one command. It rejects with `ClusterUnavailableError` at once while Redis is not
-   * connected, and after `commandTimeout` when Redis does not answer (slow, paused, cut off); a
+   * connected or when the connection is lost, and after `commandTimeout` when Redis does not
+   * answer (slow, paused, cut off); a
    * command that timed out after it was sent may still run, so only idempotent work is retried
    * (every write goes through REGISTER's sync of differences again).
    */
@@ -321,7 +322,9 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
       if (error instanceof TimeoutError || error instanceof TimeoutReadError) {
         throw new ClusterUnavailableError(`Redis did not answer within ${commandTimeout} ms`, { cause: error });
       }
-      throw error;
+      // Redis's own answer (a script's error) is the caller's; anything else is the connection's loss.
+      if (error instanceof ErrorReply) throw error;
+      throw new ClusterUnavailableError('The connection to Redis was lost', { cause: error });
     }
   }
 }
