@@ -16,7 +16,7 @@ import type { Heartbeat, HeartbeatEngineOptions } from '@ws-heartbeat/core';
 import { useCleanup } from '../../../test/helpers/cleanup';
 import { openClientFor, openClientsFor } from '../../../test/helpers/clients';
 import { startRedis } from '../../../test/helpers/redis';
-import { NEVER, ms, now, sleep, waitFor } from '../../../test/helpers/time';
+import { NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 
 const cleanup = useCleanup();
 const INTERVAL = ms(300);
@@ -108,6 +108,36 @@ describe.each(['fastify', 'express'] as const)('%s with a cluster', (adapter) =>
     expect(now() - closedAt).toBeLessThan(INTERVAL + ms(1_000));
     expect(await watcher.count()).toBe(0);
     expect(offline.sort()).toEqual(['room:lobby', 'user:42', 'user:43']);
+  });
+});
+
+describe('cluster.stats()', () => {
+  test("every live node's snapshot, renewed each interval: connections per route, terminations by reason, RTT and event-loop p99, overload, age and lease age; and the totals", async () => {
+    const redis = await startRedis(cleanup);
+    const served = new Cluster({ url: redis.url, interval: INTERVAL, timeout: TIMEOUT });
+    const other = cleanup.add(new Cluster({ url: redis.url, interval: INTERVAL, timeout: TIMEOUT }));
+    await other.start();
+    const app = await startApp('fastify', served, { interval: ms(100), timeout: ms(100) });
+    await openClientsFor(cleanup, `${app.url}/ws/a?user=1`, 3);
+    await openClientFor(cleanup, `${app.url}/ws/b?user=2`, { autoPong: false }); // terminated: 'timeout'
+    await waitFor(() => app.heartbeat.stats().terminations.timeout === 1, ms(2_000), 'the silent client terminated');
+    const startedAt = Date.now();
+    await sleep(INTERVAL + ms(100)); // a tick published the figures
+
+    const { nodes, totals } = await other.stats();
+    const node = nodes.find((n) => n.id === served.id)!;
+    expect(node).toMatchObject({ pid: process.pid, connections: 3, routes: { '/ws/:room': { connections: 3 } }, overloaded: false });
+    expect(node.terminations).toMatchObject({ timeout: 1, 'close-timeout': 0, backpressure: 0, shutdown: 0 });
+    expect(node.rttP99).toBeGreaterThan(0);
+    expect(node.rttP99).toBe(node.routes['/ws/:room']!.rttP99);
+    expect(node.eventLoopP99).toBeGreaterThanOrEqual(0);
+    expect(node.leaseAge).toBeLessThanOrEqual(INTERVAL + SLOP);
+    expect(node.age).toBeGreaterThanOrEqual(Date.now() - startedAt);
+    expect(nodes.find((n) => n.id === other.id)).toMatchObject({ connections: 0, routes: {}, rttP99: null });
+    expect(totals).toMatchObject({ nodes: 2, connections: 3, online: 2, overloaded: 0, terminations: { timeout: 1 } });
+
+    await app.close(); // gone from the view at once
+    expect((await other.stats()).nodes.map((n) => n.id)).toEqual([other.id]);
   });
 });
 
