@@ -26,7 +26,7 @@ export interface RedisOptions {
 }
 
 /** A port that was free a moment ago (redis-server cannot take port 0). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

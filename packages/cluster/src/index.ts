@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { createClient, ErrorReply, TimeoutError, TimeoutReadError, type RedisClientType } from '@redis/client';
-import { checkKeys, type Heartbeat, type PresenceCluster } from '@ws-heartbeat/core';
+import { checkKeys, type Heartbeat, type HeartbeatLogger, type PresenceCluster } from '@ws-heartbeat/core';
 import type { WebSocket } from 'ws';
 import { CHANGE, LEAVE, REGISTER, STATS, TICK } from './scripts';
 import { parseStats, snapshotOf, type ClusterStats } from './stats';
@@ -29,6 +29,12 @@ export interface ClusterOptions {
   commandTimeout?: number;
   /** The engine whose figures the node publishes. */
   heartbeat?: Heartbeat;
+  /**
+   * Where the node says that Redis became unreachable (warn) or reachable again (info): a
+   * pino-compatible logger, or `false` for silence.
+   * @default the engine's logger (Fastify's `app.log` through the plugin); without one, a Node process warning
+   */
+  logger?: HeartbeatLogger | false;
 }
 
 export interface ClusterEvents {
@@ -41,10 +47,10 @@ export interface ClusterEvents {
 }
 
 const DEFAULTS = { url: 'redis://127.0.0.1:6379', prefix: 'wsh', interval: 10_000, timeout: 5_000, offlineGrace: 0, commandTimeout: 2_000 } as const;
-const KNOWN = new Set([...Object.keys(DEFAULTS), 'heartbeat']);
+const KNOWN = new Set([...Object.keys(DEFAULTS), 'heartbeat', 'logger']);
 
 /** Merges `options` over the defaults and checks each value: a `TypeError` names the option and the value. */
-function resolve(options: ClusterOptions): Required<Omit<ClusterOptions, 'heartbeat'>> {
+function resolve(options: ClusterOptions): Required<Omit<ClusterOptions, 'heartbeat' | 'logger'>> {
   if (typeof options !== 'object' || options === null) throw new TypeError(`The cluster options must be an object: got ${String(options)}`);
   checkKeys(options, KNOWN, '@ws-heartbeat/cluster');
   const merged = { ...DEFAULTS, ...options };
@@ -56,6 +62,10 @@ function resolve(options: ClusterOptions): Required<Omit<ClusterOptions, 'heartb
   for (const name of ['interval', 'timeout', 'commandTimeout'] as const) {
     const value = merged[name];
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > 2 ** 31 - 1) fail(name, 'a number of milliseconds from 1 to 2147483647', value);
+  }
+  const { logger } = options;
+  if (logger !== undefined && logger !== false && (typeof logger !== 'object' || logger === null || typeof logger.warn !== 'function' || typeof logger.info !== 'function')) {
+    fail('logger', 'a logger with warn and info methods (pino-compatible), or false', logger);
   }
   const grace = merged.offlineGrace;
   if (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0 || grace > 2 ** 31 - 1) fail('offlineGrace', 'a number of milliseconds from 0 to 2147483647', grace);
@@ -77,8 +87,9 @@ const SCRIPTS = { register: script(REGISTER), tick: script(TICK), change: script
 export class Cluster extends EventEmitter<ClusterEvents> implements PresenceCluster {
   /** This node's id: unique per process start. */
   readonly id = randomUUID();
-  readonly #options: Required<Omit<ClusterOptions, 'heartbeat'>>;
+  readonly #options: Required<Omit<ClusterOptions, 'heartbeat' | 'logger'>>;
   #heartbeat: Heartbeat | undefined;
+  readonly #logger: HeartbeatLogger | false | undefined;
   readonly #client: RedisClientType;
   readonly #subscriber: RedisClientType;
   readonly #keys: { nodes: string; presence: string; grace: string; events: string; info: string; nodeKeys: string };
@@ -88,7 +99,12 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
   readonly #connectionOnClose: (this: WebSocket) => void;
   #timer: NodeJS.Timeout | undefined;
   #registered = false;
-  #available = false;
+  /** Whether Redis answers; `undefined` until the first connection succeeds or fails. */
+  #available: boolean | undefined;
+  #subscribed = false;
+  #startup: Promise<void> | undefined;
+  /** Resolves `start()`: once registered and subscribed, or once Redis is found unreachable. */
+  #started: (() => void) | undefined;
   /** Counts the changes to `#held`, so that a registration knows whether it missed one. */
   #version = 0;
   /** Counts the registrations: Redis ignores a command of an older one that arrives late. */
@@ -101,6 +117,7 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     super();
     this.#options = resolve(options);
     this.#heartbeat = options.heartbeat;
+    this.#logger = options.logger;
     const p = `{${this.#options.prefix}}`;
     this.#keys = { nodes: `${p}:nodes`, presence: `${p}:presence`, grace: `${p}:grace`, events: `${p}:events`, info: `${p}:node:${this.id}`, nodeKeys: `${p}:node:${this.id}:keys` };
     this.#client = createClient({
@@ -112,8 +129,10 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     }) as RedisClientType;
     this.#subscriber = this.#client.duplicate();
     this.#subscriber.on('error', () => {});
-    // An error while connected is the connection's loss: the client reconnects with backoff.
-    this.#client.on('error', () => this.#setAvailable(false));
+    // Subscribes once Redis answers; after a reconnection the client subscribes again by itself.
+    this.#subscriber.on('ready', () => void this.#subscribe());
+    // An error is the connection's loss, or a failed attempt: the client reconnects with backoff.
+    this.#client.on('error', (error: unknown) => this.#setAvailable(false, error));
     this.#client.on('end', () => this.#setAvailable(false));
     this.#client.on('ready', () => {
       this.#setAvailable(true);
@@ -133,21 +152,18 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
    * whose figures the node publishes. Resolves even while Redis is down: it keeps retrying. The
    * adapters and `UpgradeRouter` call it when given the cluster.
    */
-  async start(heartbeat?: Heartbeat): Promise<void> {
+  start(heartbeat?: Heartbeat): Promise<void> {
     if (heartbeat !== undefined) this.#heartbeat = heartbeat;
-    if (this.#timer !== undefined || this.#closed) return;
-    this.#client.connect().catch(() => {});
-    this.#subscriber.connect().catch(() => {});
-    await this.#subscriber
-      .subscribe(this.#keys.events, (message: string) => {
-        const space = message.indexOf(' ');
-        const type = message.slice(0, space);
-        if (type === 'online' || type === 'offline') this.emit(type, message.slice(space + 1));
-      })
-      .catch(() => {});
-    this.#timer = setInterval(() => void this.#tick(), this.#options.interval);
-    this.#timer.unref();
-    await this.#tick();
+    this.#startup ??= this.#closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          this.#started = resolve;
+          this.#timer = setInterval(() => void this.#tick(), this.#options.interval);
+          this.#timer.unref();
+          this.#client.connect().catch(() => {});
+          this.#subscriber.connect().catch(() => {});
+        });
+    return this.#startup;
   }
 
   /** Ties `ws` to `key` until it closes; joining twice is a no-op. */
@@ -209,18 +225,59 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
   close(): Promise<void> {
     this.#closed ??= (async () => {
       clearInterval(this.#timer);
+      this.#started?.();
       if (this.#client.isReady) await this.#eval(SCRIPTS.leave, [], [this.id]).catch(() => {});
       await Promise.all([this.#client, this.#subscriber].map((client) => (client.isOpen ? client.close() : Promise.resolve())));
     })();
     return this.#closed;
   }
 
-  #setAvailable(available: boolean): void {
+  #setAvailable(available: boolean, error?: unknown): void {
     if (available === this.#available) return;
     this.#available = available;
-    // Whatever Redis held may be gone (a restart without persistence): register again when back.
-    if (!available) this.#registered = false;
-    this.emit('available', available);
+    if (!available) {
+      // Whatever Redis held may be gone (a restart without persistence): register again when back.
+      this.#registered = false;
+      this.#started?.();
+      const message = (error as { message?: unknown } | undefined)?.message;
+      const why = typeof message === 'string' && message !== '' ? ` (${message})` : '';
+      this.#warn(`Redis at ${this.#where()} is unreachable${why}: WebSockets are served without presence, and the node reconnects with a backoff of at most ${this.#options.interval} ms`);
+    } else {
+      this.#info(`Redis at ${this.#where()} is reachable: the node registers`);
+    }
+    if (!this.#closed) this.emit('available', available);
+  }
+
+  /** The URL without its credentials. */
+  #where(): string {
+    const url = new URL(this.#options.url);
+    return `${url.protocol}//${url.host}`;
+  }
+
+  #warn(message: string): void {
+    const logger = this.#logger ?? this.#heartbeat?.logger ?? false;
+    if (logger !== false) logger.warn({ cluster: this.id }, `ws-heartbeat cluster: ${message}`);
+    else if (this.#logger === undefined) process.emitWarning(message, 'ClusterWarning');
+  }
+
+  #info(message: string): void {
+    const logger = this.#logger ?? this.#heartbeat?.logger ?? false;
+    if (logger !== false) logger.info({ cluster: this.id }, `ws-heartbeat cluster: ${message}`);
+  }
+
+  async #subscribe(): Promise<void> {
+    if (this.#subscribed || this.#closed) return;
+    try {
+      await this.#subscriber.subscribe(this.#keys.events, (message: string) => {
+        const space = message.indexOf(' ');
+        const type = message.slice(0, space);
+        if (type === 'online' || type === 'offline') this.emit(type, message.slice(space + 1));
+      });
+      this.#subscribed = true;
+      if (this.#registered) this.#started?.();
+    } catch {
+      // Lost again before it answered: the next 'ready' subscribes.
+    }
   }
 
   /**
@@ -286,6 +343,7 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
           if (version === this.#version) break;
         }
         this.#registered = true;
+        if (this.#subscribed) this.#started?.();
       } finally {
         this.#registering = undefined;
       }

@@ -15,7 +15,7 @@ import { Cluster, ClusterUnavailableError } from '@ws-heartbeat/cluster';
 import type { Heartbeat, HeartbeatEngineOptions } from '@ws-heartbeat/core';
 import { useCleanup } from '../../../test/helpers/cleanup';
 import { openClientFor, openClientsFor } from '../../../test/helpers/clients';
-import { startRedis } from '../../../test/helpers/redis';
+import { freePort, startRedis } from '../../../test/helpers/redis';
 import { NEVER, SLOP, ms, now, sleep, waitFor } from '../../../test/helpers/time';
 
 const cleanup = useCleanup();
@@ -142,6 +142,31 @@ describe('cluster.stats()', () => {
 });
 
 describe('a cluster under load and faults', () => {
+  test("Redis down at start-up: the app starts and serves WebSockets, the node logs one warning through the engine's logger, reads reject with ClusterUnavailableError at once; once Redis is up, the node registers within an interval", async () => {
+    const port = await freePort();
+    const lines: string[] = [];
+    const logger = { debug: () => {}, info: (_: object, message: string) => lines.push(`info ${message}`), warn: (_: object, message: string) => lines.push(`warn ${message}`) };
+    const served = new Cluster({ url: `redis://127.0.0.1:${port}`, interval: INTERVAL, timeout: TIMEOUT });
+    const app = await startApp('express', served, { logger });
+    const { ws } = await openClientFor(cleanup, `${app.url}/ws/a?user=1`);
+    expect(ws.readyState).toBe(ws.OPEN);
+    const read = now();
+    await expect(served.isOnline('user:1')).rejects.toBeInstanceOf(ClusterUnavailableError);
+    expect(now() - read).toBeLessThan(ms(100));
+    await sleep(2 * INTERVAL); // several reconnect attempts, still one warning
+    expect(lines).toEqual([expect.stringMatching(new RegExp(`^warn ws-heartbeat cluster: Redis at redis://127.0.0.1:${port} is unreachable .*WebSockets are served without presence`))]);
+
+    const redis = await startRedis(cleanup, { port });
+    let online = false;
+    while (!online && now() < redis.readyAt + INTERVAL + ms(2_000)) {
+      online = await served.isOnline('user:1').catch(() => false);
+      if (!online) await sleep(10);
+    }
+    expect(online).toBe(true);
+    expect(now() - redis.readyAt).toBeLessThanOrEqual(INTERVAL + SLOP);
+    expect(lines.slice(1)).toEqual([expect.stringMatching(/^info .*is reachable/)]);
+  });
+
   test('Redis stalled for longer than a lease (DEBUG SLEEP, then CLIENT PAUSE): the heartbeat and the event loop go on, reads reject with ClusterUnavailableError within commandTimeout, a join made meanwhile lands after it, and no node is reaped and no key flaps', async () => {
     const redis = await startRedis(cleanup);
     const commandTimeout = ms(150);

@@ -12,7 +12,7 @@ import { TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options'
 import { RouteTable } from './routes';
 import { shutdownFrame } from './shutdown';
 import { TickTimer } from './ticker';
-import type { CloseOptions, HeartbeatEngineOptions, HeartbeatEvents, HeartbeatStats, TerminateInfo, TerminateReason, TrackInfo } from './types';
+import type { CloseOptions, HeartbeatEngineOptions, HeartbeatEvents, HeartbeatLogger, HeartbeatStats, TerminateInfo, TerminateReason, TrackInfo } from './types';
 import { DeferredVerdicts } from './verdicts';
 import { Wheel } from './wheel';
 
@@ -56,6 +56,9 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly load: LoadMonitor;
 
   private readonly timer = new TickTimer((now, lateMs) => this.onTick(now, lateMs));
+
+  /** The logger the engine writes to (its `logger` option), `false` for none: what works beside the engine, such as a cluster, writes there too. */
+  readonly logger: HeartbeatLogger | false;
 
   private closePromise: Promise<void> | undefined;
   /** The close frame of the shutdown: set by `close()`. */
@@ -107,6 +110,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       closed: (id) => this.untrack(id),
     });
     this.load = new LoadMonitor({ threshold: overloadThreshold, now });
+    this.logger = logger;
     if (logger !== false) logEvents(this, logger);
   }
 
