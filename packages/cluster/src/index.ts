@@ -333,6 +333,9 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
     this.#registering ??= (async () => {
       try {
         const { interval, timeout, offlineGrace } = this.#options;
+        // Loaded first (Redis may have restarted empty): a join's script must not fall back to EVAL
+        // and so run after a read the application sent after it.
+        await Promise.all(Object.values(SCRIPTS).map((s) => this.#call(['SCRIPT', 'LOAD', s.source])));
         for (;;) {
           const version = this.#version;
           const held: string[] = [];
