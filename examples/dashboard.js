@@ -2,6 +2,8 @@
 //   hello   { routes: { [path]: { interval, timeout, closeTimeout } }, snapshotPeriodMs, samplePeriodMs, history: Sample[] }
 //   stats   { at, stats }   app.heartbeat.stats(), every snapshotPeriodMs
 //   sample  Sample          { at, connections: { [path]: n }, terminations: { [reason]: n }, eventLoop: { p99Ms, maxMs }, overloaded }, every samplePeriodMs
+// With REDIS_URL, each `stats` event also has `cluster` (examples/cluster.mjs): the cluster's view,
+// shown in the section #cluster below the rest; without it, that section stays hidden.
 'use strict';
 
 const REASONS = ['timeout', 'close-timeout', 'backpressure', 'shutdown'];
@@ -10,8 +12,11 @@ const TEST_PATH = '/ws/fast';
 const TEST_COUNT = 5;
 const RECONNECT_MS = 2000;
 const SVG_NS = 'http://www.w3.org/2000/svg';
+/** The routes whose connections the cluster table shows per node (its header names them). */
+const CLUSTER_ROUTES = ['/ws/echo', '/ws/fast'];
 
-const feed = { routes: {}, samplePeriodMs: 1000, history: [], latest: undefined };
+/** What the page has from the feed; `clusterShown` once it drew a cluster view (REDIS_URL set). */
+const feed = { routes: {}, samplePeriodMs: 1000, history: [], latest: undefined, clusterShown: false };
 
 // --- drawing helpers -------------------------------------------------------------------------
 
@@ -270,9 +275,141 @@ function renderEventLoop(stats) {
   }
 }
 
+// --- the cluster -----------------------------------------------------------------------------
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function formatAge(value) {
+  const seconds = Math.floor(value / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+function cell(content, attributes = {}) {
+  const td = document.createElement('td');
+  for (const [key, value] of Object.entries(attributes)) td.setAttribute(key, String(value));
+  td.append(content);
+  return td;
+}
+
+/** The lease's age, and a bar that fills up to the moment the node would be dead (interval + timeout). */
+function leaseCell(node, view) {
+  const deadAfter = view.interval + view.timeout;
+  const bar = document.createElement('span');
+  bar.className = 'lease';
+  bar.dataset.late = String(node.leaseAge > view.interval);
+  bar.title = `renewed every ${formatBound(view.interval)}; dead ${formatBound(deadAfter)} after its last renewal`;
+  const fill = document.createElement('span');
+  fill.style.width = `${Math.min(100, (node.leaseAge / deadAfter) * 100)}%`;
+  bar.append(fill);
+  const td = cell(formatMs(node.leaseAge), { 'data-figure': 'lease-age' });
+  td.append(bar);
+  return td;
+}
+
+function renderClusterNodes(view) {
+  const rows = view.nodes.map((node) => {
+    const row = document.createElement('tr');
+    row.dataset.node = node.id;
+    row.dataset.pid = String(node.pid);
+    row.dataset.self = String(node.id === view.self);
+    const name = cell(`${node.host}:${node.pid}`);
+    if (node.id === view.self) {
+      const tag = document.createElement('span');
+      tag.className = 'self-tag';
+      tag.textContent = 'this process';
+      name.append(tag);
+    }
+    row.append(
+      name,
+      cell(formatAge(node.age)),
+      leaseCell(node, view),
+      cell(String(node.connections), { 'data-figure': 'node-connections' }),
+      ...CLUSTER_ROUTES.map((route) => cell(String(node.routes[route]?.connections ?? 0), { 'data-figure': 'node-route-connections', 'data-route': route })),
+      cell(formatMs(node.rttP99)),
+      cell(formatMs(node.eventLoopP99)),
+      cell(node.overloaded ? 'OVERLOADED' : 'no', { 'data-overloaded': node.overloaded }),
+    );
+    return row;
+  });
+  document.getElementById('cluster-nodes').replaceChildren(...rows);
+  const { totals } = view;
+  const bold = (text) => Object.assign(document.createElement('b'), { textContent: text });
+  document.getElementById('cluster-totals').replaceChildren(
+    cell(`all ${plural(totals.nodes, 'node')}`),
+    cell(''),
+    cell(''),
+    cell(bold(String(totals.connections)), { 'data-figure': 'cluster-connections' }),
+    ...CLUSTER_ROUTES.map((route) => cell(String(view.nodes.reduce((sum, node) => sum + (node.routes[route]?.connections ?? 0), 0)))),
+    cell(formatMs(totals.rttP99)),
+    cell(formatMs(totals.eventLoopP99)),
+    cell(`${totals.overloaded} of ${totals.nodes}`),
+  );
+}
+
+function renderPresence(view) {
+  const { presence } = view;
+  setText('#cluster-online', String(presence.online));
+  for (const node of document.querySelectorAll('[data-figure="room-connections"]')) {
+    const text = String(presence.rooms[node.dataset.route] ?? 0);
+    if (node.textContent !== text) node.textContent = text;
+  }
+  const items = presence.users.keys.map((key) => {
+    const item = document.createElement('li');
+    item.dataset.figure = 'online-user';
+    item.textContent = key;
+    return item;
+  });
+  if (presence.users.more) items.push(Object.assign(document.createElement('li'), { textContent: 'and more' }));
+  if (items.length === 0) items.push(Object.assign(document.createElement('li'), { textContent: 'no user: keys online' }));
+  document.getElementById('cluster-users').replaceChildren(...items);
+}
+
+/** The cluster's view (REDIS_URL set): its nodes and presence, or why Redis cannot give them. */
+function renderCluster(view) {
+  const section = document.getElementById('cluster');
+  const pill = document.getElementById('cluster-status');
+  const problem = document.getElementById('cluster-problem');
+  document.querySelector('main').classList.add('with-cluster');
+  section.hidden = false;
+  pill.hidden = false;
+  section.dataset.state = view.state;
+  pill.dataset.state = view.state;
+  problem.hidden = view.state === 'available' || view.state === 'starting';
+  if (view.state === 'starting') {
+    pill.textContent = 'cluster · starting';
+  } else if (view.state === 'available') {
+    pill.textContent = `cluster · ${plural(view.totals.nodes, 'node')}`;
+    setText(
+      '#cluster-summary',
+      `${plural(view.totals.nodes, 'node')} on ${view.redis} · leases renewed every ${formatBound(view.interval)}, ` +
+        `dead ${formatBound(view.interval + view.timeout)} after the last renewal`,
+    );
+    renderClusterNodes(view);
+    renderPresence(view);
+    feed.clusterShown = true;
+  } else if (view.state === 'unavailable') {
+    pill.textContent = 'cluster · Redis unavailable';
+    setText('#cluster-summary', `Redis unavailable · ${view.redis}`);
+    setText(
+      '#cluster-problem',
+      `Redis unavailable at ${view.redis} for ${formatAge(view.at - view.since)}: this process keeps serving its WebSockets ` +
+        `on its own, and the view comes back once Redis answers.${feed.clusterShown ? ' The figures below are the last ones read.' : ''}`,
+    );
+  } else {
+    pill.textContent = 'cluster · error';
+    setText('#cluster-summary', `error · ${view.redis}`);
+    setText('#cluster-problem', `Reading the cluster failed: ${view.error}`);
+  }
+}
+
 function render() {
   const { latest } = feed;
   if (!latest) return;
+  if (latest.cluster) renderCluster(latest.cluster);
   const { stats } = latest;
   renderConnections(stats);
   renderSparklines();

@@ -38,9 +38,10 @@ function sampleOf(stats, at) {
 /**
  * Adds the feed to `app` (after the @ws-heartbeat/fastify plugin): `GET path` answers
  * `text/event-stream`. Open streams are ended in `preClose`, since Fastify's close waits for
- * open responses; the timer is `unref()`ed and cleared in `onClose`.
+ * open responses; the timer is `unref()`ed and cleared in `onClose`. With `cluster` (the view of
+ * cluster.mjs), every `stats` event also carries `cluster`: its latest view, read at most once a second.
  */
-export function registerFeed(app, { path = '/events' } = {}) {
+export function registerFeed(app, { path = '/events', cluster } = {}) {
   const streams = new Set();
   const history = [];
   let ticks = 0;
@@ -56,6 +57,11 @@ export function registerFeed(app, { path = '/events' } = {}) {
     return routes;
   }
 
+  /** A `stats` event's data: the engine's stats, and the cluster's view when there is one. */
+  function snapshot(at, stats) {
+    return cluster === undefined ? { at, stats } : { at, stats, cluster: cluster.latest };
+  }
+
   function send(text) {
     for (const res of streams) {
       if (res.writableLength > MAX_QUEUED_BYTES) res.destroy();
@@ -66,7 +72,7 @@ export function registerFeed(app, { path = '/events' } = {}) {
   function snapshotTimerOnTick() {
     const at = Date.now();
     const stats = app.heartbeat.stats();
-    send(message('stats', { at, stats }));
+    send(message('stats', snapshot(at, stats)));
     ticks++;
     if (ticks % (SAMPLE_PERIOD_MS / SNAPSHOT_PERIOD_MS) !== 0) return;
     const sample = sampleOf(stats, at);
@@ -93,7 +99,7 @@ export function registerFeed(app, { path = '/events' } = {}) {
         history,
       }),
     );
-    res.write(message('stats', { at, stats }));
+    res.write(message('stats', snapshot(at, stats)));
     streams.add(res);
     res.on('close', () => streams.delete(res));
   });

@@ -1,7 +1,10 @@
 // The ws-heartbeat demo: two echo routes on a Fastify server, managed by @ws-heartbeat/fastify,
 // with a live dashboard at / (fed by Server-Sent Events), Prometheus metrics at /metrics, and at
 // /client a page that uses @ws-heartbeat/client (served as one ES module at /client.js).
+// With REDIS_URL set, the process is one node of a cluster (cluster.mjs): /cluster and the
+// dashboard show every node, and who is online (`?user=<id>` on a WebSocket URL).
 //   HOST=127.0.0.1 PORT=8080 node examples/server.mjs     (PORT=0 picks a free port)
+//   REDIS_URL=redis://127.0.0.1:6379 PORT=8081 node examples/server.mjs
 import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
 import { Registry } from 'prom-client';
@@ -10,6 +13,8 @@ import { registerFeed } from './feed.mjs';
 
 const HOST = process.env.HOST || '127.0.0.1';
 const PORT = Number(process.env.PORT || 8080);
+const REDIS_URL = process.env.REDIS_URL || undefined;
+const WS_ROUTES = ['/ws/echo', '/ws/fast'];
 
 const DASHBOARD_HTML = readFileSync(new URL('./dashboard.html', import.meta.url), 'utf8');
 const DASHBOARD_JS = readFileSync(new URL('./dashboard.js', import.meta.url), 'utf8');
@@ -22,21 +27,28 @@ function echo(socket) {
   socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
 }
 
-// No logger: the URL line below is the demo's only startup output.
+// Without REDIS_URL nothing of the cluster is loaded, and the demo is a single process.
+const clustering = REDIS_URL === undefined ? undefined : await import('./cluster.mjs');
+const cluster = clustering?.createCluster(REDIS_URL);
+// The routes' presence keys: `user:<id>` and `room:<route>` for `?user=<id>`; nothing without a cluster.
+const presence = clustering?.presenceOf;
+
+// No logger: the URL line below is the demo's only startup output (with a cluster, one more line).
 const app = Fastify({ logger: false });
 const registry = new Registry();
 // appHeartbeat: the engine answers {"type":"ping"} from browser clients (they cannot send ping frames).
-await app.register(wsHeartbeat, { heartbeat: { appHeartbeat: true }, statsRoute: '/stats', metricsRoute: '/metrics', metricsRegistry: registry });
+await app.register(wsHeartbeat, { heartbeat: { appHeartbeat: true }, cluster, statsRoute: '/stats', metricsRoute: '/metrics', metricsRegistry: registry });
 
-app.get('/ws/echo', { websocket: true }, echo);
-app.get('/ws/fast', { websocket: true, heartbeat: { interval: 1000, timeout: 500, closeTimeout: 1000 } }, echo);
+app.get('/ws/echo', { websocket: true, presence }, echo);
+app.get('/ws/fast', { websocket: true, presence, heartbeat: { interval: 1000, timeout: 500, closeTimeout: 1000 } }, echo);
 
 app.heartbeat.on('connection', (ws, route) => console.log(`connection on ${route}`));
 app.heartbeat.on('terminate', (ws, reason, route, info) =>
   console.log(`terminated a connection on ${route}: ${reason} (${info.remoteAddress ?? 'unknown address'}, silent for ${Math.round(info.silentMs)} ms)`),
 );
 
-registerFeed(app, { path: '/events' });
+const clusterView = cluster && clustering.registerClusterView(app, cluster, { url: REDIS_URL, routes: WS_ROUTES, path: '/cluster' });
+registerFeed(app, { path: '/events', cluster: clusterView });
 app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
 app.get('/dashboard.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
 app.get('/client', (request, reply) => reply.type('text/html; charset=utf-8').send(CLIENT_HTML));
@@ -56,6 +68,8 @@ function stop(signal) {
   }
   stopping = true;
   console.log(`${signal}: closing (send it again to exit at once)`);
+  // The cluster closes with the app (its keys go offline at once): no more reads of it from here.
+  clusterView?.stop();
   app.close().then(
     () => console.log('all connections closed'),
     (error) => {
@@ -66,3 +80,6 @@ function stop(signal) {
 }
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
+
+// With a cluster: one line once this node is in the cluster's view, or one warning.
+await clusterView?.reportJoin();

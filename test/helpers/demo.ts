@@ -27,27 +27,44 @@ export type Exit = { code: number | null; signal: NodeJS.Signals | null };
 export interface Demo {
   child: ChildProcessWithoutNullStreams;
   port: number;
+  /** Its stdout, line by line, as it comes. */
   lines: string[];
+  /** Its stderr, line by line, as it comes (warnings). */
+  errorLines: string[];
   exited: Promise<Exit>;
 }
 
+export interface StartDemoOptions {
+  /** Added to the demo's environment (`REDIS_URL` makes it a cluster node); HOST is never passed on. */
+  env?: Record<string, string>;
+}
+
 /** Starts the demo (on `port`, or one the system picks), killed by `cleanup`; resolves once it printed its URL line. */
-export function startDemo(cleanup: Cleanup, port = 0): Promise<Demo> {
-  for (const name of ['core', 'fastify', 'client']) {
+export function startDemo(cleanup: Cleanup, port = 0, { env: extraEnv = {} }: StartDemoOptions = {}): Promise<Demo> {
+  const packages = ['core', 'fastify', 'client', ...(extraEnv.REDIS_URL === undefined ? [] : ['cluster'])];
+  for (const name of packages) {
     if (!existsSync(join(ROOT, 'packages', name, 'dist', 'index.js'))) {
       throw new Error(`packages/${name}/dist is missing: build the packages first (\`pnpm run build\`)`);
     }
   }
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv, PORT: String(port) };
   delete env.HOST;
+  if (extraEnv.REDIS_URL === undefined) delete env.REDIS_URL;
   const child = spawn(process.execPath, [SERVER], { cwd: ROOT, env });
   cleanup.defer(() => killProcess(child));
   const exited = new Promise<Exit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   const lines: string[] = [];
+  const errorLines: string[] = [];
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  let pendingError = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+    const parts = (pendingError + chunk).split('\n');
+    pendingError = parts.pop() ?? '';
+    errorLines.push(...parts);
+  });
   return new Promise((resolve, reject) => {
     let pending = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
@@ -57,7 +74,7 @@ export function startDemo(cleanup: Cleanup, port = 0): Promise<Demo> {
       for (const line of parts) {
         lines.push(line);
         const match = URL_LINE.exec(line);
-        if (match) resolve({ child, port: Number(match[1]), lines, exited });
+        if (match) resolve({ child, port: Number(match[1]), lines, errorLines, exited });
       }
     });
     void exited.then(({ code, signal }) =>
