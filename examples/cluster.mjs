@@ -10,7 +10,7 @@ import { Cluster, ClusterUnavailableError } from '@ws-heartbeat/cluster';
  */
 export const CLUSTER_INTERVAL_MS = 2000;
 export const CLUSTER_TIMEOUT_MS = 1000;
-/** The view is read from Redis at most this often, however many pages and requests want it. */
+/** How often the view is read from Redis, however many pages and requests want it. */
 export const VIEW_PERIOD_MS = 1000;
 /** How long the startup waits to see its own node in the view before it warns. */
 const JOIN_WAIT_MS = 2000;
@@ -58,10 +58,10 @@ function plural(n, word) {
 }
 
 /**
- * What this process knows of the cluster, read at most once per VIEW_PERIOD_MS and shared by every
- * reader. `state` is 'starting' before the first read, 'available' with the figures, 'unavailable'
- * while Redis cannot be reached (stats() rejected with ClusterUnavailableError), or 'error' when a
- * read failed otherwise. Reads never reject; the WebSocket routes never wait for them.
+ * What this process knows of the cluster, read once a second by one timer and served to every
+ * reader as `latest`. `state` is 'starting' before the first read, 'available' with the figures,
+ * 'unavailable' while Redis cannot be reached (stats() rejected with ClusterUnavailableError), or
+ * 'error' when a read failed otherwise. Reads never reject; the WebSocket routes never wait for them.
  */
 class ClusterView {
   /** The latest view (see the class comment), as sent on /events and GET /cluster. */
@@ -70,7 +70,6 @@ class ClusterView {
   #routes;
   #base;
   #reading;
-  #readStartedAt = -Infinity;
   #stopped = false;
   /** The state last printed, so that only changes are logged. */
   #printed;
@@ -82,15 +81,10 @@ class ClusterView {
     this.latest = { state: 'starting', at: Date.now(), ...this.#base };
   }
 
-  /**
-   * Resolves with a view at most VIEW_PERIOD_MS old (a read already under way is shared); with
-   * `now`, with a view read from now on (the startup's wait for its own node, every 100 ms).
-   */
-  refresh({ now = false } = {}) {
-    if (this.#reading !== undefined) return now ? this.#reading.then(() => this.refresh({ now })) : this.#reading;
-    if (this.#stopped || (!now && performance.now() - this.#readStartedAt < VIEW_PERIOD_MS)) return Promise.resolve(this.latest);
-    this.#readStartedAt = performance.now();
-    this.#reading = this.#read().finally(() => (this.#reading = undefined));
+  /** Reads the view now, unless a read is under way: then resolves with that one's. */
+  refresh() {
+    if (this.#stopped) return Promise.resolve(this.latest);
+    this.#reading ??= this.#read().finally(() => (this.#reading = undefined));
     return this.#reading;
   }
 
@@ -104,11 +98,12 @@ class ClusterView {
    * Redis did not answer within JOIN_WAIT_MS. Later changes of state are logged as they are seen.
    */
   async reportJoin() {
+    // Until then it reads every 100 ms: the node registers within milliseconds of its start.
     const deadline = performance.now() + JOIN_WAIT_MS;
-    let view = await this.refresh({ now: true });
+    let view = await this.refresh();
     while (!this.#joined(view) && !this.#stopped && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 100));
-      view = await this.refresh({ now: true });
+      view = await this.refresh();
     }
     if (this.#stopped) return;
     if (this.#joined(view)) {
@@ -120,7 +115,7 @@ class ClusterView {
       this.#printed = 'available';
     } else {
       console.warn(`warning: ${problem(view)}: serving WebSockets on this process alone; it joins the cluster once Redis answers`);
-      this.#printed = 'unavailable';
+      this.#printed = view.state;
     }
   }
 
@@ -173,14 +168,15 @@ class ClusterView {
 }
 
 /**
- * Serves the cluster's view for `app`: GET /cluster as JSON, refreshed once a second by an
- * `unref()`ed timer cleared in `onClose`. Returns the view, for the feed and the startup line.
+ * Serves the cluster's view for `app`: GET /cluster answers its latest as JSON. It is read once a
+ * second by an `unref()`ed timer cleared in `onClose`, however many pages and requests want it.
+ * Returns the view, for the feed and the startup line.
  */
 export function registerClusterView(app, cluster, { url, routes, path = '/cluster' }) {
   const view = new ClusterView(cluster, { url, routes });
   const viewTimer = setInterval(() => view.refresh(), VIEW_PERIOD_MS);
   viewTimer.unref();
-  app.get(path, () => view.refresh());
+  app.get(path, () => view.latest);
   app.addHook('onClose', async () => {
     view.stop();
     clearInterval(viewTimer);

@@ -39,7 +39,7 @@ function sampleOf(stats, at) {
  * Adds the feed to `app` (after the @ws-heartbeat/fastify plugin): `GET path` answers
  * `text/event-stream`. Open streams are ended in `preClose`, since Fastify's close waits for
  * open responses; the timer is `unref()`ed and cleared in `onClose`. With `cluster` (the view of
- * cluster.mjs), every `stats` event also carries `cluster`: its latest view, read at most once a second.
+ * cluster.mjs), every `stats` event also carries `cluster`: its latest view, read once a second.
  */
 export function registerFeed(app, { path = '/events', cluster } = {}) {
   const streams = new Set();

@@ -157,8 +157,8 @@ describe('the demo with REDIS_URL', () => {
   test('two demos: /cluster and the feed of either show both nodes with their connections, and presence counts keys', async () => {
     const redis = await startRedis(cleanup);
     const a = await startClusterDemo(redis.url);
-    const b = await startClusterDemo(redis.url);
     await clusterLine(a);
+    const b = await startClusterDemo(redis.url);
     await clusterLine(b);
     // The startup output: the URL line, then one line saying it joined (the second sees 2 nodes).
     for (const demo of [a, b]) {
