@@ -14,8 +14,10 @@
 // wrapping @redis/client's sendCommand, the one path of the cluster's commands), so that the
 // results can say which commands timed out or failed; and it times each `cluster.join()` the
 // plugin makes, from the call to its resolution.
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import wsHeartbeat from '@ws-heartbeat/fastify';
 import { Cluster } from '@ws-heartbeat/cluster';
@@ -31,22 +33,26 @@ function latency(samples) {
   return { count: sorted.length, p50: r(quantile(sorted, 0.5)), p99: r(quantile(sorted, 0.99)), max: r(sorted.at(-1) ?? null) };
 }
 
-// The cluster's commands, by what they are: the scripts are told apart by their keys (see
-// packages/cluster/src/scripts.ts: REGISTER has 6, TICK and CHANGE 5, CHANGE's last one being the
-// node's `:keys` hash, LEAVE and STATS 4, LEAVE with the node id as an argument).
+// The cluster's commands, by what they are: its scripts are named by their SHA1 (EVALSHA) or
+// their source (EVAL), read from the package's own build (dist/scripts.js), so that a change of a
+// script's keys or arguments cannot misname it.
 const commands = {};
 const TIMEOUT_ERRORS = new Set(['TimeoutError', 'TimeoutReadError']);
+const requireFromCluster = createRequire(createRequire(import.meta.url).resolve('@ws-heartbeat/cluster'));
+const scriptNames = new Map();
+for (const [name, source] of Object.entries(requireFromCluster('./scripts.js'))) {
+  if (typeof source !== 'string') continue;
+  scriptNames.set(createHash('sha1').update(source).digest('hex'), `script ${name.toLowerCase()}`);
+  scriptNames.set(source, `script ${name.toLowerCase()}`);
+}
 function kindOf(args) {
   const name = String(args[0]).toUpperCase();
-  if (name !== 'EVALSHA' && name !== 'EVAL') return name;
-  const keyCount = Number(args[2]);
-  if (keyCount === 6) return 'script register';
-  if (keyCount === 5) return String(args[7]).endsWith(':keys') ? 'script change' : 'script tick';
-  return args.length > 3 + keyCount + 1 ? 'script leave' : 'script stats';
+  if (name === 'EVALSHA' || name === 'EVAL') return scriptNames.get(String(args[1])) ?? `script ${String(args[1]).slice(0, 8)}…`;
+  if (name === 'SCRIPT') return `SCRIPT ${String(args[1]).toUpperCase()}`;
+  return name;
 }
 function instrumentRedisClient() {
-  const require = createRequire(createRequire(import.meta.url).resolve('@ws-heartbeat/cluster'));
-  const { createClient } = require('@redis/client');
+  const { createClient } = requireFromCluster('@redis/client');
   let proto = Object.getPrototypeOf(createClient());
   while (proto && !Object.prototype.hasOwnProperty.call(proto, 'sendCommand')) proto = Object.getPrototypeOf(proto);
   if (!proto) throw new Error('@redis/client: no sendCommand to instrument');
@@ -146,8 +152,14 @@ if (clusterOn) {
   }
 }
 
-/** Calls `fn(i)` every `gapMs` for i < count (not waiting for the previous call), and resolves with each call's duration. */
+/**
+ * Calls `fn(i)` every `gapMs` for i < count (not waiting for the previous call). Resolves with each
+ * call's duration, and this process's worst event-loop delay meanwhile: a slow call may be this
+ * node's own stall rather than Redis's.
+ */
 async function paced(count, gapMs, fn) {
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   const calls = [];
   const start = nowMs();
   for (let i = 0; i < count; i++) {
@@ -156,7 +168,9 @@ async function paced(count, gapMs, fn) {
     const at = nowMs();
     calls.push(fn(i).then(() => nowMs() - at));
   }
-  return Promise.all(calls);
+  const ms = await Promise.all(calls);
+  lag.disable();
+  return { ms, lagMaxMs: Math.round(lag.max / 1e4) / 100 };
 }
 
 serve({
@@ -174,13 +188,13 @@ serve({
     const peers = Array.from({ length: count }, () => new EventEmitter());
     const joined = await paced(count, gapMs, (i) => untimedJoin(peers[i], `bench:join:${node}:${i}`));
     const left = await paced(count, gapMs, (i) => cluster.leave(peers[i], `bench:join:${node}:${i}`));
-    return { join: latency(joined), leave: latency(left) };
+    return { join: { ...latency(joined.ms), lagMaxMs: joined.lagMaxMs }, leave: { ...latency(left.ms), lagMaxMs: left.lagMaxMs } };
   },
   // isOnline of each key, one every `gapMs`: its latency, its answers, and the calls that rejected.
   isOnlineBatch: async ({ keys, gapMs }) => {
     const answers = new Array(keys.length);
     let rejected = 0;
-    const ms = await paced(keys.length, gapMs, (i) =>
+    const { ms, lagMaxMs } = await paced(keys.length, gapMs, (i) =>
       cluster.isOnline(keys[i]).then(
         (online) => {
           answers[i] = online;
@@ -190,7 +204,7 @@ serve({
         },
       ),
     );
-    return { latency: latency(ms), answers, rejected };
+    return { latency: { ...latency(ms), lagMaxMs }, answers, rejected };
   },
   exit: () => {
     setImmediate(() => process.exit(0));

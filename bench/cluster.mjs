@@ -4,7 +4,9 @@
 //   pnpm bench:cluster                          N = 1,000 and 10,000 → bench/results/issue-16/cluster.{json,md}
 //   node bench/cluster.mjs --connections 300    a quick look
 //
-// It starts its own redis-server (free port, no persistence). For each N and configuration
+// It starts its own redis-server (free port, no persistence). First, 3 idle nodes with the cluster
+// and 3 without, side by side: the cluster's own CPU, apart from any connection. Then for each N
+// and configuration
 // (cluster-server.mjs: `floor`, `off`, `on`), one after another in the same run under the same
 // client load: 3 server processes (Fastify + the plugin), load processes of at most
 // --per-process connections each (connection i opens on node i mod 3 and joins a presence key:
@@ -13,7 +15,8 @@
 //   → a quiet window: each server's CPU and (on) Redis's commands and CPU → the probe's RTT window
 //   → (on) join, leave and isOnline latency from node 0 → what went wrong (closes, timeouts).
 import { fork, execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +45,8 @@ const { values: args } = parseArgs({
     'cluster-interval': { type: 'string' },
     'cluster-timeout': { type: 'string' },
     'cpu-window': { type: 'string', default: '10' },
+    // The cluster's own CPU, on idle nodes (runIdle): intervals measured; 0 skips it.
+    'idle-window': { type: 'string', default: '20' },
     window: { type: 'string', default: '15' },
     'per-process': { type: 'string', default: '5000' },
     batch: { type: 'string', default: '20' },
@@ -60,6 +65,7 @@ const timeout = Number(args.timeout);
 const clusterInterval = Number(args['cluster-interval'] ?? interval);
 const clusterTimeout = Number(args['cluster-timeout'] ?? timeout);
 const cpuIntervals = Number(args['cpu-window']);
+const idleIntervals = Number(args['idle-window']);
 const windowIntervals = Number(args.window);
 const perProcess = Number(args['per-process']);
 const batch = Number(args.batch);
@@ -101,7 +107,9 @@ async function info(redis, ...sections) {
 
 /** Every key of the cluster (prefix `wsh`) with its `MEMORY USAGE` (all fields sampled), and Redis's used memory. */
 async function memory(redis) {
-  const { used_memory: usedMemory } = await info(redis, 'memory');
+  // used_memory also counts the clients' query and output buffers, which Redis grows and trims
+  // on its own schedule (±100 KB between two readings here): mem_clients_normal is that part.
+  const { used_memory: usedMemory, mem_clients_normal: clientBuffers } = await info(redis, 'memory');
   const keys = {};
   let cursor = '0';
   do {
@@ -116,7 +124,7 @@ async function memory(redis) {
     byRole[role] = (byRole[role] ?? 0) + bytes;
   }
   const keysBytes = Object.values(keys).reduce((sum, bytes) => sum + bytes, 0);
-  return { usedMemory, keysBytes, byRole };
+  return { usedMemory, clientBuffers, keysBytes, byRole };
 }
 
 /** Whether Redis holds exactly what N joined connections should have left there. */
@@ -194,10 +202,11 @@ async function runOne(mode, connections, roundNo, redis, redisUrl) {
         before: memoryBefore,
         after: memoryAfter,
         usedMemoryPerConnection: round((memoryAfter.usedMemory - memoryBefore.usedMemory) / connections, 1),
+        usedMemoryWithoutClientsPerConnection: round((memoryAfter.usedMemory - memoryAfter.clientBuffers - (memoryBefore.usedMemory - memoryBefore.clientBuffers)) / connections, 1),
         keysBytesPerConnection: round((memoryAfter.keysBytes - memoryBefore.keysBytes) / connections, 1),
       };
       log(
-        `${mode} N=${connections}: Redis memory per connection ${result.memory.usedMemoryPerConnection} B (used_memory), ${result.memory.keysBytesPerConnection} B (MEMORY USAGE); presence ${result.presence.consistent ? 'consistent' : 'INCONSISTENT'} (${JSON.stringify(result.presence)})`,
+        `${mode} N=${connections}: Redis memory per connection ${result.memory.usedMemoryPerConnection} B (used_memory), ${result.memory.usedMemoryWithoutClientsPerConnection} B (without client buffers), ${result.memory.keysBytesPerConnection} B (MEMORY USAGE); presence ${result.presence.consistent ? 'consistent' : 'INCONSISTENT'} (${JSON.stringify(result.presence)})`,
       );
     }
 
@@ -293,6 +302,57 @@ async function slowest(redis) {
   return { slowlog };
 }
 
+/**
+ * The cluster's own CPU, apart from any connection: 3 nodes with the cluster and 3 without, all
+ * idle (no connection), side by side over the same window. The difference per node per interval
+ * is what the cluster's tick costs the process (its snapshot, its script, the reply), the part of
+ * the `on` configuration's CPU that does not depend on N.
+ */
+async function runIdle(redis, redisUrl) {
+  await redis.call('FLUSHALL');
+  const children = [];
+  try {
+    const byMode = {};
+    for (const mode of ['off', 'on']) {
+      byMode[mode] = [];
+      for (let node = 0; node < NODES; node++) byMode[mode].push(start('cluster-server.mjs', { mode, node, interval, timeout, clusterInterval, clusterTimeout, redisUrl }));
+      children.push(...byMode[mode]);
+    }
+    await Promise.all(children.map((child, i) => ready(child, `idle node ${i}`)));
+    await sleep(2 * (interval + timeout));
+    const all = Object.values(byMode).flat();
+    const cpuStart = await Promise.all(all.map((server) => request(server, 'cpu')));
+    await sleep(idleIntervals * interval);
+    const cpuEnd = await Promise.all(all.map((server) => request(server, 'cpu')));
+    const perInterval = all.map((_, i) => (cpuEnd[i].ms - cpuStart[i].ms) / ((cpuEnd[i].at - cpuStart[i].at) / interval));
+    const off = perInterval.slice(0, NODES);
+    const on = perInterval.slice(NODES);
+    const avg = (values) => values.reduce((sum, v) => sum + v, 0) / values.length;
+    return {
+      intervals: idleIntervals,
+      offMsPerIntervalPerNode: off.map((ms) => round(ms, 3)),
+      onMsPerIntervalPerNode: on.map((ms) => round(ms, 3)),
+      clusterMsPerIntervalPerNode: round(avg(on) - avg(off), 3),
+      // Ticks per heartbeat interval: the cluster's own cost per tick.
+      clusterMsPerTick: round(((avg(on) - avg(off)) * clusterInterval) / interval, 3),
+    };
+  } finally {
+    await Promise.all(children.map(stop));
+  }
+}
+
+/** What the nodes run: a hash of the cluster package's build, and whether its sources differ from the commit. */
+function clusterBuild() {
+  const dist = join(root, 'packages', 'cluster', 'dist');
+  const hash = createHash('sha1');
+  for (const file of ['index.js', 'scripts.js', 'stats.js']) hash.update(readFileSync(join(dist, file)));
+  let dirty = null;
+  try {
+    dirty = execSync('git status --porcelain -- packages/cluster/src packages/core/src packages/fastify/src', { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== '';
+  } catch {}
+  return { distSha1: hash.digest('hex').slice(0, 12), sourcesChangedSinceCommit: dirty };
+}
+
 function machine() {
   const cpus = os.cpus();
   let commit = null;
@@ -307,12 +367,19 @@ function machine() {
 }
 
 const started = nowMs();
+const buildAtStart = clusterBuild();
 const redisServer = await startRedis();
 const redis = await connect(redisServer.port);
 // Every command slower than 1 ms goes to the slow log, to name the cluster's slowest scripts.
 await redis.call('CONFIG', 'SET', 'slowlog-log-slower-than', 1000);
 const runs = [];
+let idle = null;
 try {
+  if (idleIntervals > 0 && configs.includes('on')) {
+    log(`idle nodes: the cluster's own CPU over ${idleIntervals} intervals`);
+    idle = await runIdle(redis, redisServer.url);
+    log(`idle nodes: ${JSON.stringify(idle)}`);
+  }
   for (const connections of counts) {
     for (let r = 0; r < rounds; r++) {
       const order = r === 0 ? configs : (r % 2 === 0 ? configs : [...configs].reverse()).filter((mode) => mode !== 'floor');
@@ -327,10 +394,13 @@ try {
   await redisServer.stop();
 }
 
+const buildAtEnd = clusterBuild();
+if (buildAtEnd.distSha1 !== buildAtStart.distSha1) log(`THE CLUSTER PACKAGE'S BUILD CHANGED DURING THE RUN (${buildAtStart.distSha1} → ${buildAtEnd.distSha1}): nodes started later ran other code`);
 const results = {
-  machine: machine(),
-  settings: { nodes: NODES, interval, timeout, clusterInterval, clusterTimeout, cpuIntervals, windowIntervals, perProcess, batch, calls, gapMs, rounds, configs, note: args.note ?? null },
+  machine: { ...machine(), clusterBuild: buildAtStart, clusterBuildChangedDuringRun: buildAtEnd.distSha1 !== buildAtStart.distSha1 },
+  settings: { nodes: NODES, interval, timeout, clusterInterval, clusterTimeout, cpuIntervals, idleIntervals, windowIntervals, perProcess, batch, calls, gapMs, rounds, configs, note: args.note ?? null },
   durationMin: round((nowMs() - started) / 60_000, 1),
+  idle,
   runs,
 };
 mkdirSync(dirname(args.out), { recursive: true });
