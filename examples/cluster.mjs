@@ -20,7 +20,8 @@ const USERS_PAGE_SIZE = 20;
 const USER_ID = /^[\w.@-]{1,64}$/;
 
 export function createCluster(url) {
-  return new Cluster({ url, interval: CLUSTER_INTERVAL_MS, timeout: CLUSTER_TIMEOUT_MS });
+  // logger: false: the demo says itself, in one line, when Redis is away or back (ClusterView).
+  return new Cluster({ url, interval: CLUSTER_INTERVAL_MS, timeout: CLUSTER_TIMEOUT_MS, logger: false });
 }
 
 /**

@@ -29,6 +29,8 @@ export interface ClusterOptions {
   commandTimeout?: number;
   /** The engine whose figures the node publishes. */
   heartbeat?: Heartbeat;
+  /** What `stats()` calls this node: a `host:port`, a pod's name. @default `<hostname>:<pid>` */
+  name?: string;
   /**
    * Where the node says that Redis became unreachable (warn) or reachable again (info): a
    * pino-compatible logger, or `false` for silence.
@@ -47,7 +49,7 @@ export interface ClusterEvents {
 }
 
 const DEFAULTS = { url: 'redis://127.0.0.1:6379', prefix: 'wsh', interval: 10_000, timeout: 5_000, offlineGrace: 0, commandTimeout: 2_000 } as const;
-const KNOWN = new Set([...Object.keys(DEFAULTS), 'heartbeat', 'logger']);
+const KNOWN = new Set([...Object.keys(DEFAULTS), 'heartbeat', 'logger', 'name']);
 
 /** Merges `options` over the defaults and checks each value: a `TypeError` names the option and the value. */
 function resolve(options: ClusterOptions): Required<Omit<ClusterOptions, 'heartbeat' | 'logger'>> {
@@ -63,13 +65,14 @@ function resolve(options: ClusterOptions): Required<Omit<ClusterOptions, 'heartb
     const value = merged[name];
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > 2 ** 31 - 1) fail(name, 'a number of milliseconds from 1 to 2147483647', value);
   }
-  const { logger } = options;
+  const { logger, name = `${hostname()}:${process.pid}` } = options;
+  if (typeof name !== 'string' || name === '' || name.length > 200) fail('name', 'a string of 1 to 200 characters', name);
   if (logger !== undefined && logger !== false && (typeof logger !== 'object' || logger === null || typeof logger.warn !== 'function' || typeof logger.info !== 'function')) {
     fail('logger', 'a logger with warn and info methods (pino-compatible), or false', logger);
   }
   const grace = merged.offlineGrace;
   if (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0 || grace > 2 ** 31 - 1) fail('offlineGrace', 'a number of milliseconds from 0 to 2147483647', grace);
-  return { url: merged.url, prefix: merged.prefix, interval: merged.interval, timeout: merged.timeout, offlineGrace: merged.offlineGrace, commandTimeout: merged.commandTimeout };
+  return { url: merged.url, prefix: merged.prefix, interval: merged.interval, timeout: merged.timeout, offlineGrace: merged.offlineGrace, commandTimeout: merged.commandTimeout, name };
 }
 
 type Script = { source: string; sha: string };
@@ -340,7 +343,7 @@ export class Cluster extends EventEmitter<ClusterEvents> implements PresenceClus
           const version = this.#version;
           const held: string[] = [];
           for (const [key, count] of this.#held) held.push(key, String(count));
-          const info = ['host', hostname(), 'pid', String(process.pid), 'startedAt', String(this.#startedAt)];
+          const info = ['name', this.#options.name, 'host', hostname(), 'pid', String(process.pid), 'startedAt', String(this.#startedAt)];
           this.#epoch += 1;
           await this.#eval(SCRIPTS.register, [this.#keys.info, this.#keys.nodeKeys], [this.id, String(interval + timeout), String(offlineGrace), String(this.#epoch), String(this.#held.size), ...held, ...info]);
           if (version === this.#version) break;

@@ -4,7 +4,7 @@
 //
 // Keys (all under one hash tag, `{prefix}`, so that they live in one slot of a Redis Cluster):
 //   {p}:nodes             ZSET  node id → lease deadline (ms, Redis time)
-//   {p}:node:<id>         HASH  the node's info (host, pid, startedAt), renewedAt and its latest snapshot
+//   {p}:node:<id>         HASH  the node's info (name, host, pid, startedAt), epoch, renewedAt, latest snapshot
 //   {p}:node:<id>:keys    HASH  presence key → connections holding it on that node
 //   {p}:presence          HASH  presence key → connections holding it in the cluster
 //   {p}:grace             ZSET  presence key → when its `offline` event is due (the grace)
@@ -146,15 +146,15 @@ return 1`;
 
 /**
  * KEYS: nodes, presence, grace, events. ARGV: prefix. Reads, changes nothing. Returns Redis's time,
- * the number of online keys, then for each live node (lease not run out): id, host, pid,
+ * the number of online keys, then for each live node (lease not run out): id, name, host, pid,
  * startedAt, renewedAt, snapshot. O(nodes), never O(connections).
  */
 export const STATS = `${NOW}
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local out = { now, redis.call('HLEN', KEYS[2]) }
 for _, id in ipairs(live) do
-  local info = redis.call('HMGET', ARGV[1] .. ':node:' .. id, 'host', 'pid', 'startedAt', 'renewedAt', 'snapshot')
+  local info = redis.call('HMGET', ARGV[1] .. ':node:' .. id, 'name', 'host', 'pid', 'startedAt', 'renewedAt', 'snapshot')
   out[#out + 1] = id
-  for i = 1, 5 do out[#out + 1] = info[i] end
+  for i = 1, 6 do out[#out + 1] = info[i] end
 end
 return out`;

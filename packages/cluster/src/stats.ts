@@ -12,6 +12,8 @@ export interface NodeRouteStats {
 /** One live node of the cluster, as it published itself at its latest interval. */
 export interface NodeStats {
   id: string;
+  /** The node's `name` option (`<hostname>:<pid>` by default). */
+  name: string;
   host: string;
   pid: number;
   /** When the node's process started the cluster (its own clock), ms since the epoch. */
@@ -66,6 +68,8 @@ export function snapshotOf(heartbeat: Heartbeat | undefined): string {
     snapshot.eventLoopP99 = stats.eventLoop.p99Ms;
     snapshot.overloaded = stats.overloaded;
     for (const [path, route] of Object.entries(stats.routes)) {
+      // The engine's own route for connections tracked without one: not a route of the application's.
+      if (path === 'default' && route.connections === 0 && route.pingsSent === 0) continue;
       snapshot.routes[path] = { connections: route.connections, rttP99: route.rtt.p99 };
       snapshot.rttP99 = max(snapshot.rttP99, route.rtt.p99);
     }
@@ -73,13 +77,13 @@ export function snapshotOf(heartbeat: Heartbeat | undefined): string {
   return JSON.stringify(snapshot);
 }
 
-/** Reads the STATS script's reply: [now, online keys, then per live node: id, host, pid, startedAt, renewedAt, snapshot]. */
+/** Reads the STATS script's reply: [now, online keys, then per live node: id, name, host, pid, startedAt, renewedAt, snapshot]. */
 export function parseStats(reply: unknown[], readAt = Date.now()): ClusterStats {
   const now = Number(reply[0]);
   const totals: ClusterStats['totals'] = { nodes: 0, connections: 0, online: Number(reply[1]), overloaded: 0, terminations: {}, rttP99: null, eventLoopP99: null };
   const nodes: NodeStats[] = [];
-  for (let i = 2; i + 6 <= reply.length; i += 6) {
-    const [id, host, pid, startedAt, renewedAt, json] = reply.slice(i, i + 6) as Array<string | null>;
+  for (let i = 2; i + 7 <= reply.length; i += 7) {
+    const [id, name, host, pid, startedAt, renewedAt, json] = reply.slice(i, i + 7) as Array<string | null>;
     let snapshot: Partial<Snapshot> = {};
     try {
       snapshot = JSON.parse(json ?? '{}') as Partial<Snapshot>;
@@ -88,6 +92,7 @@ export function parseStats(reply: unknown[], readAt = Date.now()): ClusterStats 
     }
     const node: NodeStats = {
       id: id ?? '',
+      name: name ?? '',
       host: host ?? '',
       pid: Number(pid ?? 0),
       startedAt: Number(startedAt ?? 0),

@@ -6,6 +6,7 @@
  * joins and leaves, leave nothing in Redis beyond the nodes' own keys.
  */
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { createClient } from '@redis/client';
 import express from 'express';
 import Fastify from 'fastify';
@@ -114,7 +115,7 @@ describe.each(['fastify', 'express'] as const)('%s with a cluster', (adapter) =>
 describe('cluster.stats()', () => {
   test("every live node's snapshot, renewed each interval: connections per route, terminations by reason, RTT and event-loop p99, overload, age and lease age; and the totals", async () => {
     const redis = await startRedis(cleanup);
-    const served = new Cluster({ url: redis.url, interval: INTERVAL, timeout: TIMEOUT });
+    const served = new Cluster({ url: redis.url, interval: INTERVAL, timeout: TIMEOUT, name: 'eu-1:8080' });
     const other = cleanup.add(new Cluster({ url: redis.url, interval: INTERVAL, timeout: TIMEOUT }));
     await other.start();
     const app = await startApp('fastify', served, { interval: ms(100), timeout: ms(100) });
@@ -126,14 +127,15 @@ describe('cluster.stats()', () => {
 
     const { nodes, totals } = await other.stats();
     const node = nodes.find((n) => n.id === served.id)!;
-    expect(node).toMatchObject({ pid: process.pid, connections: 3, routes: { '/ws/:room': { connections: 3 } }, overloaded: false });
+    expect(node).toMatchObject({ name: 'eu-1:8080', host: hostname(), pid: process.pid, connections: 3, routes: { '/ws/:room': { connections: 3 } }, overloaded: false });
+    expect(Object.keys(node.routes)).toEqual(['/ws/:room']); // not the engine's own 'default'
     expect(node.terminations).toMatchObject({ timeout: 1, 'close-timeout': 0, backpressure: 0, shutdown: 0 });
     expect(node.rttP99).toBeGreaterThan(0);
     expect(node.rttP99).toBe(node.routes['/ws/:room']!.rttP99);
     expect(node.eventLoopP99).toBeGreaterThanOrEqual(0);
     expect(node.leaseAge).toBeLessThanOrEqual(INTERVAL + SLOP);
     expect(node.age).toBeGreaterThanOrEqual(Date.now() - startedAt);
-    expect(nodes.find((n) => n.id === other.id)).toMatchObject({ connections: 0, routes: {}, rttP99: null });
+    expect(nodes.find((n) => n.id === other.id)).toMatchObject({ name: `${hostname()}:${process.pid}`, connections: 0, rttP99: null });
     expect(totals).toMatchObject({ nodes: 2, connections: 3, online: 2, overloaded: 0, terminations: { timeout: 1 } });
 
     await app.close(); // gone from the view at once
