@@ -13,7 +13,7 @@ import type { ClusterStats, NodeStats } from '@ws-heartbeat/cluster';
 import { launchChromium } from './helpers/browser';
 import { killProcess } from './helpers/child';
 import { useCleanup } from './helpers/cleanup';
-import { type Demo, EXIT_BOUND, ROOT, connectToDemo, startDemo, terminateDemo } from './helpers/demo';
+import { type Demo, EXIT_BOUND, ROOT, connectToDemo, openEvents, startDemo, terminateDemo } from './helpers/demo';
 import { startRedis } from './helpers/redis';
 import { ms, now, sleep, waitFor } from './helpers/time';
 
@@ -66,31 +66,15 @@ async function viewUntil(port: number, done: (view: ClusterView) => boolean, tim
 }
 
 /** Reads the /events feed until a `stats` event's `cluster` satisfies `done`, or `timeout`; returns the last one. */
-function feedUntil(port: number, done: (view: ClusterView) => boolean, timeout: number): Promise<ClusterView | undefined> {
-  return new Promise((resolve, reject) => {
-    let last: ClusterView | undefined;
-    const request = http.get({ host: '127.0.0.1', port, path: '/events', agent: false }, (res) => {
-      let pending = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => {
-        pending += chunk;
-        let end: number;
-        while ((end = pending.indexOf('\n\n')) !== -1) {
-          const block = pending.slice(0, end);
-          pending = pending.slice(end + 2);
-          if (!block.startsWith('event: stats\n')) continue;
-          last = (JSON.parse(block.slice(block.indexOf('data: ') + 'data: '.length)) as { cluster?: ClusterView }).cluster;
-          if (last !== undefined && done(last)) finish();
-        }
-      });
-    });
-    const timer = setTimeout(finish, timeout);
-    function finish(): void {
-      clearTimeout(timer);
-      request.destroy();
-      resolve(last);
-    }
-    request.on('error', reject);
-  });
+async function feedUntil(port: number, done: (view: ClusterView) => boolean, timeout: number): Promise<ClusterView | undefined> {
+  const feed = await openEvents(cleanup, port);
+  const deadline = now() + timeout;
+  let last: ClusterView | undefined;
+  while (now() < deadline) {
+    last = (JSON.parse((await feed.next('stats')).data) as { cluster?: ClusterView }).cluster;
+    if (last !== undefined && done(last)) break;
+  }
+  return last;
 }
 
 /** Each node's connections, in total and per WebSocket route, by pid. */

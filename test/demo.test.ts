@@ -8,7 +8,7 @@ import net from 'node:net';
 import WebSocket from 'ws';
 import type { HeartbeatStats } from '@ws-heartbeat/core';
 import { useCleanup } from './helpers/cleanup';
-import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, startDemo, terminateDemo } from './helpers/demo';
+import { type Demo, EXIT_BOUND, FAST, SNAPSHOT_PERIOD_MS, connectToDemo, openEvents, startDemo, terminateDemo } from './helpers/demo';
 import { EPSILON, ms, now, waitFor } from './helpers/time';
 
 /** What each test opens: its connections, requests and demos. */
@@ -32,69 +32,6 @@ function get(port: number, path: string): Promise<{ status: number; type: string
         res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
       })
       .on('error', reject);
-  });
-}
-
-interface EventStream {
-  status: number;
-  type: string | undefined;
-  /** Resolves with the next event named `event` (earlier events of other names are skipped). */
-  next(event: string): Promise<{ event: string; data: string }>;
-  /** True once the server ended the response. */
-  readonly ended: boolean;
-}
-
-/** A GET on an SSE route, parsed into events (`event:` and `data:` lines, a blank line after each). */
-function openEvents(port: number, path = '/events'): Promise<EventStream> {
-  return new Promise((resolve, reject) => {
-    const request = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream' } }, (res) => {
-      const queue: { event: string; data: string }[] = [];
-      const waiters: (() => void)[] = [];
-      let ended = false;
-      let pending = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => {
-        pending += chunk;
-        let end: number;
-        while ((end = pending.indexOf('\n\n')) !== -1) {
-          const block = pending.slice(0, end);
-          pending = pending.slice(end + 2);
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) event = line.slice('event: '.length);
-            else if (line.startsWith('data: ')) data.push(line.slice('data: '.length));
-          }
-          if (data.length > 0) queue.push({ event, data: data.join('\n') });
-          for (const wake of waiters.splice(0)) wake();
-        }
-      });
-      res.on('close', () => {
-        ended = true;
-        for (const wake of waiters.splice(0)) wake();
-      });
-      resolve({
-        status: res.statusCode ?? 0,
-        type: res.headers['content-type'],
-        get ended() {
-          return ended;
-        },
-        async next(event) {
-          const deadline = now() + ms(2000);
-          for (;;) {
-            const index = queue.findIndex((item) => item.event === event);
-            if (index !== -1) return queue.splice(0, index + 1)[index]!;
-            if (ended) throw new Error(`the stream ended before a "${event}" event`);
-            if (now() > deadline) throw new Error(`no "${event}" event within ${ms(2000)} ms`);
-            await new Promise<void>((wake) => {
-              waiters.push(wake);
-              setTimeout(wake, ms(100));
-            });
-          }
-        },
-      });
-    });
-    cleanup.defer(() => request.destroy());
-    request.on('error', reject);
   });
 }
 
@@ -168,7 +105,7 @@ describe('examples/server.mjs', () => {
 
   test('GET /events is an event stream: the history and route bounds on connect, then a stats snapshot every 500 ms', async () => {
     const fast = await connectToDemo(cleanup, demo.port, '/ws/fast');
-    const stream = await openEvents(demo.port);
+    const stream = await openEvents(cleanup, demo.port);
     expect(stream.status).toBe(200);
     expect(stream.type).toMatch(/^text\/event-stream/);
 
@@ -267,7 +204,7 @@ describe('examples/server.mjs', () => {
 
   test('SIGTERM with an /events stream open: the stream ends and the process still exits by itself with code 0', async () => {
     const own = await startDemo(cleanup);
-    const stream = await openEvents(own.port);
+    const stream = await openEvents(cleanup, own.port);
     await stream.next('stats');
     const fast = await connectToDemo(cleanup, own.port, '/ws/fast');
 

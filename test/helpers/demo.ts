@@ -5,11 +5,12 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { killProcess } from './child';
 import type { Cleanup } from './cleanup';
-import { ms } from './time';
+import { ms, now } from './time';
 
 export const ROOT = join(__dirname, '..', '..');
 const SERVER = join(ROOT, 'examples', 'server.mjs');
@@ -105,5 +106,68 @@ export function connectToDemo(cleanup: Cleanup, port: number, path: string, opti
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
+  });
+}
+
+export interface EventStream {
+  status: number;
+  type: string | undefined;
+  /** Resolves with the next event named `event` (earlier events of other names are skipped). */
+  next(event: string): Promise<{ event: string; data: string }>;
+  /** True once the server ended the response. */
+  readonly ended: boolean;
+}
+
+/** A GET on an SSE route, parsed into events (`event:` and `data:` lines, a blank line after each); `cleanup` ends it. */
+export function openEvents(cleanup: Cleanup, port: number, path = '/events'): Promise<EventStream> {
+  return new Promise((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream' } }, (res) => {
+      const queue: { event: string; data: string }[] = [];
+      const waiters: (() => void)[] = [];
+      let ended = false;
+      let pending = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => {
+        pending += chunk;
+        let end: number;
+        while ((end = pending.indexOf('\n\n')) !== -1) {
+          const block = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event: ')) event = line.slice('event: '.length);
+            else if (line.startsWith('data: ')) data.push(line.slice('data: '.length));
+          }
+          if (data.length > 0) queue.push({ event, data: data.join('\n') });
+          for (const wake of waiters.splice(0)) wake();
+        }
+      });
+      res.on('close', () => {
+        ended = true;
+        for (const wake of waiters.splice(0)) wake();
+      });
+      resolve({
+        status: res.statusCode ?? 0,
+        type: res.headers['content-type'],
+        get ended() {
+          return ended;
+        },
+        async next(event) {
+          const deadline = now() + ms(2000);
+          for (;;) {
+            const index = queue.findIndex((item) => item.event === event);
+            if (index !== -1) return queue.splice(0, index + 1)[index]!;
+            if (ended) throw new Error(`the stream ended before a "${event}" event`);
+            if (now() > deadline) throw new Error(`no "${event}" event within ${ms(2000)} ms`);
+            await new Promise<void>((wake) => {
+              waiters.push(wake);
+              setTimeout(wake, ms(100));
+            });
+          }
+        },
+      });
+    });
+    cleanup.defer(() => request.destroy());
+    request.on('error', reject);
   });
 }
