@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import wsHeartbeat from '@ws-heartbeat/fastify';
 import { Cluster } from '@ws-heartbeat/cluster';
@@ -110,6 +110,16 @@ if (clusterOn) {
   };
 }
 
+// Garbage collection, counted for the CPU figures: time spent and pauses by kind (minor, major).
+const gc = { ms: 0, minor: 0, major: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gc.ms += entry.duration;
+    if (entry.detail?.kind === 1) gc.minor += 1;
+    else gc.major += 1;
+  }
+}).observe({ entryTypes: ['gc'] });
+
 let healthyCloses = 0;
 const healthyCloseReasons = {};
 
@@ -176,7 +186,7 @@ async function paced(count, gapMs, fn) {
 serve({
   cpu: () => {
     const { user, system } = process.cpuUsage();
-    return { ms: (user + system) / 1000, userMs: user / 1000, at: nowMs() };
+    return { ms: (user + system) / 1000, userMs: user / 1000, at: nowMs(), gc: { ...gc } };
   },
   closes: () => ({ healthyCloses, healthyCloseReasons: { ...healthyCloseReasons } }),
   // The plugin's joins so far: how many are still waiting for Redis, and their latency.

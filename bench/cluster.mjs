@@ -47,7 +47,15 @@ const { values: args } = parseArgs({
     'cpu-window': { type: 'string', default: '10' },
     // The cluster's own CPU, on idle nodes (runIdle): intervals measured; 0 skips it.
     'idle-window': { type: 'string', default: '20' },
-    window: { type: 'string', default: '15' },
+    // V8's memory reducer runs two or three full GCs 8 s (sometimes again 17 s) after a process's
+    // first full GC, each burst ~9 ms of CPU per interval in the window it lands in; a node with a
+    // Redis client has that first full GC at start-up (its heap grows to ~46 MB, ~13 MB without).
+    // The servers run with --no-memory-reducer, so that a start-up transient is not counted as a
+    // configuration's steady-state cost; --memory-reducer keeps V8's default.
+    'memory-reducer': { type: 'boolean', default: false },
+    // And no CPU window starts before the server processes are this old (s).
+    warmup: { type: 'string', default: '10' },
+    window: { type: 'string', default: '10' },
     'per-process': { type: 'string', default: '5000' },
     batch: { type: 'string', default: '20' },
     // Joins (then leaves) and isOnline calls timed from node 0, one every --gap ms.
@@ -66,6 +74,7 @@ const clusterInterval = Number(args['cluster-interval'] ?? interval);
 const clusterTimeout = Number(args['cluster-timeout'] ?? timeout);
 const cpuIntervals = Number(args['cpu-window']);
 const idleIntervals = Number(args['idle-window']);
+const warmupMs = Number(args.warmup) * 1000;
 const windowIntervals = Number(args.window);
 const perProcess = Number(args['per-process']);
 const batch = Number(args.batch);
@@ -82,8 +91,12 @@ if (!(rounds >= 1)) throw new Error(`--rounds must be at least 1: got ${args.rou
 
 const log = (...parts) => console.error(`[bench:cluster ${new Date().toISOString().slice(11, 19)}]`, ...parts);
 
+// BENCH_SERVER_FLAGS adds Node flags to the server processes, e.g. "--cpu-prof" to profile them (as for run.mjs).
+const serverFlags = [...(args['memory-reducer'] ? [] : ['--no-memory-reducer']), ...(process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)];
+
 function start(file, config) {
-  return fork(join(here, file), [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const execArgv = file === 'cluster-server.mjs' ? serverFlags : [];
+  return fork(join(here, file), [JSON.stringify(config)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
 async function stop(child) {
@@ -94,6 +107,8 @@ async function stop(child) {
   await exited;
   clearTimeout(timer);
 }
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 
 /** count, p50, p99, max of samples. */
 function latency(samples) {
@@ -107,9 +122,17 @@ async function info(redis, ...sections) {
 
 /** Every key of the cluster (prefix `wsh`) with its `MEMORY USAGE` (all fields sampled), and Redis's used memory. */
 async function memory(redis) {
-  // used_memory also counts the clients' query and output buffers, which Redis grows and trims
-  // on its own schedule (±100 KB between two readings here): mem_clients_normal is that part.
-  const { used_memory: usedMemory, mem_clients_normal: clientBuffers } = await info(redis, 'memory');
+  // used_memory also counts the clients' query and output buffers, which Redis grows and trims on
+  // its own schedule, and short-lived allocations: it moves by up to ±150 KB between readings a
+  // second apart with nothing stored. The median of three readings, a second apart.
+  const readings = [];
+  for (let i = 0; i < 3; i++) {
+    if (i > 0) await sleep(1000);
+    const { used_memory: used, mem_clients_normal: clients } = await info(redis, 'memory');
+    readings.push({ used, clients });
+  }
+  const usedMemory = median(readings.map((r) => r.used));
+  const clientBuffers = median(readings.map((r) => r.clients));
   const keys = {};
   let cursor = '0';
   do {
@@ -160,6 +183,7 @@ async function runOne(mode, connections, roundNo, redis, redisUrl) {
     for (let node = 0; node < NODES; node++) servers.push(start('cluster-server.mjs', { mode, node, interval, timeout, clusterInterval, clusterTimeout, redisUrl }));
     children.push(...servers);
     const started = await Promise.all(servers.map((server, node) => ready(server, `${mode} node ${node}`)));
+    const startedAt = nowMs();
     const urls = started.map(({ port }) => `ws://127.0.0.1:${port}`);
 
     // Before any join: the three nodes' leases and info, nothing else.
@@ -202,15 +226,15 @@ async function runOne(mode, connections, roundNo, redis, redisUrl) {
         before: memoryBefore,
         after: memoryAfter,
         usedMemoryPerConnection: round((memoryAfter.usedMemory - memoryBefore.usedMemory) / connections, 1),
-        usedMemoryWithoutClientsPerConnection: round((memoryAfter.usedMemory - memoryAfter.clientBuffers - (memoryBefore.usedMemory - memoryBefore.clientBuffers)) / connections, 1),
         keysBytesPerConnection: round((memoryAfter.keysBytes - memoryBefore.keysBytes) / connections, 1),
       };
       log(
-        `${mode} N=${connections}: Redis memory per connection ${result.memory.usedMemoryPerConnection} B (used_memory), ${result.memory.usedMemoryWithoutClientsPerConnection} B (without client buffers), ${result.memory.keysBytesPerConnection} B (MEMORY USAGE); presence ${result.presence.consistent ? 'consistent' : 'INCONSISTENT'} (${JSON.stringify(result.presence)})`,
+        `${mode} N=${connections}: Redis memory per connection ${result.memory.usedMemoryPerConnection} B (used_memory), ${result.memory.keysBytesPerConnection} B (MEMORY USAGE); presence ${result.presence.consistent ? 'consistent' : 'INCONSISTENT'} (${JSON.stringify(result.presence)})`,
       );
     }
 
     // A quiet window: no probe, no joins. Server CPU, and Redis's commands and CPU.
+    await sleep(startedAt + warmupMs - nowMs());
     const cpuStart = await Promise.all(servers.map((server) => request(server, 'cpu')));
     const redisStart = mode === 'on' ? await info(redis, 'stats', 'commandstats', 'cpu') : undefined;
     const windowStart = nowMs();
@@ -219,7 +243,17 @@ async function runOne(mode, connections, roundNo, redis, redisUrl) {
     const windowMs = nowMs() - windowStart;
     const cpuEnd = await Promise.all(servers.map((server) => request(server, 'cpu')));
     result.cpuMsPerIntervalPerNode = cpuEnd.map((end, node) => round((end.ms - cpuStart[node].ms) / ((end.at - cpuStart[node].at) / interval)));
-    result.cpuMsPerInterval = round(result.cpuMsPerIntervalPerNode.reduce((sum, ms) => sum + ms, 0) / NODES);
+    // The median node: one node's burst (its load shared two cores with everything else) moves a
+    // run's mean by up to 20%, and a cost of the configuration shows in every node.
+    result.cpuMsPerInterval = median(result.cpuMsPerIntervalPerNode);
+    result.cpuMsPerIntervalMean = round(result.cpuMsPerIntervalPerNode.reduce((sum, ms) => sum + ms, 0) / NODES);
+    result.cpuUserMsPerIntervalPerNode = cpuEnd.map((end, node) => round((end.userMs - cpuStart[node].userMs) / ((end.at - cpuStart[node].at) / interval)));
+    result.gcPerIntervalPerNode = cpuEnd.map((end, node) => {
+      const intervals = (end.at - cpuStart[node].at) / interval;
+      const { gc: a } = cpuStart[node];
+      const { gc: b } = end;
+      return { ms: round((b.ms - a.ms) / intervals), minor: round((b.minor - a.minor) / intervals, 1), major: round((b.major - a.major) / intervals, 2) };
+    });
 
     if (mode === 'on') {
       // Calls per command in the window; the harness's own INFO is left out.
@@ -259,7 +293,7 @@ async function runOne(mode, connections, roundNo, redis, redisUrl) {
     const rtt = await request(probe, 'stop');
     await stop(probe);
     Object.assign(result, { probeRttP50Ms: round(rtt.p50), probeRttP99Ms: round(rtt.p99), probeRttMaxMs: round(rtt.max), probeSamples: rtt.samples, probeLost: rtt.lost });
-    log(`${mode} N=${connections}: cpu ${result.cpuMsPerInterval} ms/interval per node (${result.cpuMsPerIntervalPerNode.join(', ')}); probe p99 ${result.probeRttP99Ms} ms, max ${result.probeRttMaxMs} ms`);
+    log(`${mode} N=${connections}: cpu ${result.cpuMsPerInterval} ms/interval, median node (${result.cpuMsPerIntervalPerNode.join(', ')}; user ${result.cpuUserMsPerIntervalPerNode.join(', ')}; gc ${result.gcPerIntervalPerNode.map((g) => `${g.ms} ms ${g.minor}+${g.major}`).join(', ')}); probe p99 ${result.probeRttP99Ms} ms, max ${result.probeRttMaxMs} ms`);
 
     if (mode === 'on') {
       const plugin = await Promise.all(servers.map((server) => request(server, 'joins', { samples: true })));
@@ -319,22 +353,24 @@ async function runIdle(redis, redisUrl) {
       children.push(...byMode[mode]);
     }
     await Promise.all(children.map((child, i) => ready(child, `idle node ${i}`)));
-    await sleep(2 * (interval + timeout));
+    await sleep(Math.max(2 * (interval + timeout), warmupMs));
     const all = Object.values(byMode).flat();
     const cpuStart = await Promise.all(all.map((server) => request(server, 'cpu')));
     await sleep(idleIntervals * interval);
     const cpuEnd = await Promise.all(all.map((server) => request(server, 'cpu')));
     const perInterval = all.map((_, i) => (cpuEnd[i].ms - cpuStart[i].ms) / ((cpuEnd[i].at - cpuStart[i].at) / interval));
+    const gcMs = all.map((_, i) => round((cpuEnd[i].gc.ms - cpuStart[i].gc.ms) / ((cpuEnd[i].at - cpuStart[i].at) / interval), 3));
     const off = perInterval.slice(0, NODES);
     const on = perInterval.slice(NODES);
-    const avg = (values) => values.reduce((sum, v) => sum + v, 0) / values.length;
+    // Medians, as for the loaded runs.
     return {
       intervals: idleIntervals,
       offMsPerIntervalPerNode: off.map((ms) => round(ms, 3)),
       onMsPerIntervalPerNode: on.map((ms) => round(ms, 3)),
-      clusterMsPerIntervalPerNode: round(avg(on) - avg(off), 3),
-      // Ticks per heartbeat interval: the cluster's own cost per tick.
-      clusterMsPerTick: round(((avg(on) - avg(off)) * clusterInterval) / interval, 3),
+      gcMsPerIntervalPerNode: { off: gcMs.slice(0, NODES), on: gcMs.slice(NODES) },
+      clusterMsPerIntervalPerNode: round(median(on) - median(off), 3),
+      // Per tick of the cluster (one per clusterInterval).
+      clusterMsPerTick: round(((median(on) - median(off)) * clusterInterval) / interval, 3),
     };
   } finally {
     await Promise.all(children.map(stop));
@@ -398,7 +434,7 @@ const buildAtEnd = clusterBuild();
 if (buildAtEnd.distSha1 !== buildAtStart.distSha1) log(`THE CLUSTER PACKAGE'S BUILD CHANGED DURING THE RUN (${buildAtStart.distSha1} → ${buildAtEnd.distSha1}): nodes started later ran other code`);
 const results = {
   machine: { ...machine(), clusterBuild: buildAtStart, clusterBuildChangedDuringRun: buildAtEnd.distSha1 !== buildAtStart.distSha1 },
-  settings: { nodes: NODES, interval, timeout, clusterInterval, clusterTimeout, cpuIntervals, idleIntervals, windowIntervals, perProcess, batch, calls, gapMs, rounds, configs, note: args.note ?? null },
+  settings: { nodes: NODES, interval, timeout, clusterInterval, clusterTimeout, cpuIntervals, idleIntervals, warmupMs, serverFlags, windowIntervals, perProcess, batch, calls, gapMs, rounds, configs, note: args.note ?? null },
   durationMin: round((nowMs() - started) / 60_000, 1),
   idle,
   runs,
