@@ -58,6 +58,8 @@ const { values: args } = parseArgs({
     window: { type: 'string', default: '10' },
     'per-process': { type: 'string', default: '5000' },
     batch: { type: 'string', default: '20' },
+    // Readings of Redis's used_memory (a second apart) before and after the joins; their median counts.
+    'memory-readings': { type: 'string', default: '3' },
     // Joins (then leaves) and isOnline calls timed from node 0, one every --gap ms.
     calls: { type: 'string', default: '1000' },
     gap: { type: 'string', default: '2' },
@@ -75,6 +77,7 @@ const clusterTimeout = Number(args['cluster-timeout'] ?? timeout);
 const cpuIntervals = Number(args['cpu-window']);
 const idleIntervals = Number(args['idle-window']);
 const warmupMs = Number(args.warmup) * 1000;
+const memoryReadings = Number(args['memory-readings']);
 const windowIntervals = Number(args.window);
 const perProcess = Number(args['per-process']);
 const batch = Number(args.batch);
@@ -87,6 +90,7 @@ const configs = args.configs.split(',');
 for (const mode of configs) if (!['floor', 'off', 'on'].includes(mode)) throw new Error(`Unknown configuration "${mode}": floor, off or on`);
 for (const n of counts) if (!(Number.isInteger(n) && n >= NODES && n <= 3 * 19_000)) throw new Error(`Connections must be ${NODES}…57,000: got ${n}`);
 if (!(perProcess > 0 && perProcess <= 19_000)) throw new Error(`--per-process must be 1…19,000 (the open-file limit is 20,000 per process): got ${perProcess}`);
+if (!(Number.isInteger(memoryReadings) && memoryReadings >= 1)) throw new Error(`--memory-readings must be a positive integer: got ${args['memory-readings']}`);
 if (!(rounds >= 1)) throw new Error(`--rounds must be at least 1: got ${args.rounds}`);
 
 const log = (...parts) => console.error(`[bench:cluster ${new Date().toISOString().slice(11, 19)}]`, ...parts);
@@ -124,9 +128,9 @@ async function info(redis, ...sections) {
 async function memory(redis) {
   // used_memory also counts the clients' query and output buffers, which Redis grows and trims on
   // its own schedule, and short-lived allocations: it moves by up to ±150 KB between readings a
-  // second apart with nothing stored. The median of three readings, a second apart.
+  // second apart with nothing stored. The median of --memory-readings readings, a second apart.
   const readings = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < memoryReadings; i++) {
     if (i > 0) await sleep(1000);
     const { used_memory: used, mem_clients_normal: clients } = await info(redis, 'memory');
     readings.push({ used, clients });
@@ -434,7 +438,7 @@ const buildAtEnd = clusterBuild();
 if (buildAtEnd.distSha1 !== buildAtStart.distSha1) log(`THE CLUSTER PACKAGE'S BUILD CHANGED DURING THE RUN (${buildAtStart.distSha1} → ${buildAtEnd.distSha1}): nodes started later ran other code`);
 const results = {
   machine: { ...machine(), clusterBuild: buildAtStart, clusterBuildChangedDuringRun: buildAtEnd.distSha1 !== buildAtStart.distSha1 },
-  settings: { nodes: NODES, interval, timeout, clusterInterval, clusterTimeout, cpuIntervals, idleIntervals, warmupMs, serverFlags, windowIntervals, perProcess, batch, calls, gapMs, rounds, configs, note: args.note ?? null },
+  settings: { nodes: NODES, interval, timeout, clusterInterval, clusterTimeout, cpuIntervals, idleIntervals, warmupMs, memoryReadings, serverFlags, windowIntervals, perProcess, batch, calls, gapMs, rounds, configs, note: args.note ?? null },
   durationMin: round((nowMs() - started) / 60_000, 1),
   idle,
   runs,

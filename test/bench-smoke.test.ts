@@ -111,3 +111,114 @@ describe('bench/run.mjs', () => {
     expect(markdown).toContain('## Targets');
   });
 });
+
+interface Latency {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+interface ClusterRun {
+  mode: 'floor' | 'off' | 'on';
+  connections: number;
+  cpuMsPerInterval: number;
+  probeSamples: number;
+  probeRttP50Ms: number;
+  probeRttP99Ms: number;
+  probeRttMaxMs: number;
+  healthyCloses: number;
+  healthyClosesSeenByClients: number;
+  presence?: { onlineKeys: number; expectedKeys: number; connectionsHeld: number; consistent: boolean };
+  memory?: { usedMemoryPerConnection: number; keysBytesPerConnection: number };
+  steady?: { clientCommandsPerNodePerInterval: number; callsByCommand: Record<string, number> };
+  joinsWhileOpening?: Latency;
+  joinBatch?: Latency;
+  leaveBatch?: Latency;
+  isOnline?: Latency & { rejected: number; wrong: number };
+  commands?: Record<string, { sent: number; timedOut: number; failed: number }>;
+}
+
+/**
+ * The cluster benchmark's harness (bench/cluster.mjs): its own redis-server, three nodes in each
+ * configuration, N = 30, one round, windows of a few intervals, without the idle-node phase (about
+ * 12 s): every phase runs and every figure is there and consistent with what it set up.
+ */
+describe('bench/cluster.mjs', () => {
+  const CLUSTER_N = 30;
+  const CALLS = 20;
+  let dir: string;
+  let output = '';
+  let code: number | null = null;
+  const cleanup = useCleanup('all');
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'wsh-bench-cluster-'));
+    cleanup.defer(() => rmSync(dir, { recursive: true, force: true }));
+    const args = [
+      'bench/cluster.mjs',
+      ...['--connections', String(CLUSTER_N), '--rounds', '1', '--calls', String(CALLS)],
+      ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--cpu-window', '3', '--window', '3', '--idle-window', '0', '--warmup', '0', '--memory-readings', '1'],
+      ...['--out', join(dir, 'cluster.json'), '--markdown', join(dir, 'cluster.md')],
+    ];
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
+    code = await new Promise((resolve) => child.once('exit', resolve));
+  }, ms(120_000));
+
+  const results = () => JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as { runs: ClusterRun[] };
+  const on = () => results().runs.find((r) => r.mode === 'on')!;
+
+  it('runs every configuration and exits 0', () => {
+    if (code !== 0) throw new Error(`bench exited ${code}:\n${output}`);
+    expect(results().runs.map((r) => r.mode)).toEqual(['floor', 'off', 'on']);
+  });
+
+  it('measures CPU and the probe in every configuration, and no healthy peer was closed', () => {
+    for (const r of results().runs) {
+      expect(r.connections).toBe(CLUSTER_N);
+      expect(r.cpuMsPerInterval).toBeGreaterThan(0);
+      expect(r.probeSamples).toBeGreaterThan(0);
+      expect(r.probeRttP50Ms).toBeLessThanOrEqual(r.probeRttP99Ms);
+      expect(r.probeRttP99Ms).toBeLessThanOrEqual(r.probeRttMaxMs);
+      expect({ mode: r.mode, server: r.healthyCloses, clients: r.healthyClosesSeenByClients }).toEqual({ mode: r.mode, server: 0, clients: 0 });
+    }
+  });
+
+  it('finds in Redis exactly the presence the connections joined, and its memory', () => {
+    // Connection i joins user:<i>, every tenth one its neighbour's key (bench/cluster-layout.mjs).
+    expect(on().presence).toMatchObject({ onlineKeys: 27, expectedKeys: 27, connectionsHeld: CLUSTER_N, consistent: true });
+    expect(on().memory!.keysBytesPerConnection).toBeGreaterThan(0);
+    expect(Number.isFinite(on().memory!.usedMemoryPerConnection)).toBe(true);
+  });
+
+  it('counts one script per node per interval in steady state, and names every command the nodes sent', () => {
+    const { steady, commands } = on();
+    expect(steady!.clientCommandsPerNodePerInterval).toBeGreaterThan(0.5);
+    expect(steady!.clientCommandsPerNodePerInterval).toBeLessThan(1.5);
+    expect(steady!.callsByCommand.evalsha).toBeGreaterThan(0);
+    // The plugin's joins and the batch's joins and leaves, each one CHANGE script.
+    expect(commands!['script change']!.sent).toBeGreaterThanOrEqual(CLUSTER_N + 2 * CALLS);
+    for (const [kind, entry] of Object.entries(commands!)) expect({ kind, timedOut: entry.timedOut, failed: entry.failed }).toEqual({ kind, timedOut: 0, failed: 0 });
+  });
+
+  it('times every join, leave and isOnline, and isOnline answers right', () => {
+    const run = on();
+    expect(run.joinsWhileOpening!.count).toBe(CLUSTER_N);
+    expect(run.joinBatch!.count).toBe(CALLS);
+    expect(run.leaveBatch!.count).toBe(CALLS);
+    expect(run.isOnline).toMatchObject({ count: CALLS, rejected: 0, wrong: 0 });
+    for (const latency of [run.joinsWhileOpening!, run.joinBatch!, run.isOnline!]) {
+      expect(latency.p50).toBeGreaterThan(0);
+      expect(latency.p50).toBeLessThanOrEqual(latency.p99);
+    }
+  });
+
+  it('writes the Markdown tables, the targets and what went wrong in each run', () => {
+    const markdown = readFileSync(join(dir, 'cluster.md'), 'utf8');
+    expect(markdown).toMatch(/^\| 30 \| \*\*on\*\* \| 1 \|/m);
+    expect(markdown).toContain('## Targets');
+    expect(output).toMatch(/^- on N=30 round 1: healthy peers closed 0; cluster commands timed out 0, failed 0; isOnline rejected 0, wrong 0;/m);
+  });
+});
