@@ -212,9 +212,19 @@ ${renderTargets(results)}
 ${analysis ? `\n${analysis}\n` : ''}`;
 }
 
+/** Where the generated part of BENCHMARKS.md ends: the sections after it are written by hand (the cluster's). */
+const HAND_WRITTEN = '\n## Cluster (Redis)\n';
+
+/** Writes the generated Markdown to `target`, keeping the hand-written sections at its end. */
+export function writeBenchmarks(target, markdown) {
+  const existing = existsSync(target) ? readFileSync(target, 'utf8') : '';
+  const kept = existing.indexOf(HAND_WRITTEN);
+  writeFileSync(target, kept === -1 ? markdown : `${markdown.trimEnd()}\n${existing.slice(kept)}`);
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const file = resolve(process.argv[2] ?? join(here, 'results', 'latest.json'));
   const target = join(here, '..', 'BENCHMARKS.md');
-  writeFileSync(target, renderMarkdown(JSON.parse(readFileSync(file, 'utf8')), { resultsPath: relative(dirname(target), file) }));
+  writeBenchmarks(target, renderMarkdown(JSON.parse(readFileSync(file, 'utf8')), { resultsPath: relative(dirname(target), file) }));
   console.error(`wrote ${relative(process.cwd(), target)}`);
 }

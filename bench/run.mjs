@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { contenders } from './contenders.mjs';
 import { nowMs, ready, request, round, sleep, spread } from './lib.mjs';
-import { renderMarkdown, renderSummary, renderTable } from './report.mjs';
+import { renderMarkdown, renderSummary, renderTable, writeBenchmarks } from './report.mjs';
 import { joinTrace } from './trace.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -270,7 +270,7 @@ mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
 log(`done in ${((nowMs() - started) / 60_000).toFixed(1)} min: ${relative(process.cwd(), out)}`);
 if (markdown) {
-  writeFileSync(markdown, renderMarkdown(results, { resultsPath: relative(dirname(markdown), out) }));
+  writeBenchmarks(markdown, renderMarkdown(results, { resultsPath: relative(dirname(markdown), out) }));
   log(`wrote ${relative(process.cwd(), markdown)}`);
 }
 console.log(renderTable(results));
