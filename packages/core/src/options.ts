@@ -12,6 +12,18 @@ export const MIN_DURATION_MS = 2 * TICK_MS;
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 /**
+ * Behind a proxy, `interval` plus one tick must stay within this share of `proxyIdleTimeout`: the
+ * rest is room for a late tick (an event-loop stall), the ping's way to the proxy, and a proxy
+ * whose timer is coarser than it says.
+ */
+export const PROXY_IDLE_SHARE = 0.8;
+
+/** The largest `interval` that `proxyIdleTimeout` allows. */
+export function largestSafeInterval(proxyIdleTimeout: number): number {
+  return Math.floor(PROXY_IDLE_SHARE * proxyIdleTimeout) - TICK_MS;
+}
+
+/**
  * Application-level heartbeat for clients that cannot send ping frames (browsers).
  * A message that `match` accepts counts as proof of life, is answered with `reply`, and is
  * never emitted as `'message'` to the application.
@@ -68,6 +80,16 @@ export interface HeartbeatOptions {
    * @default 67_108_864 (64 MiB); on a router route, twice the route's `maxPayload` if that is more
    */
   maxBufferedAmount?: number | false;
+  /**
+   * The shortest idle timeout of a proxy or load balancer between the clients and this server
+   * (nginx's `proxy_read_timeout`, 60 s by default; an AWS ALB's idle timeout, 60 s). A connection
+   * is never idle for longer than `interval` plus a tick: each silent peer is pinged by then. With
+   * this option, a route whose `interval` plus one tick (5 ms) is more than 0.8 × this throws a
+   * `TypeError` when it is defined, naming both values and the largest safe interval, instead of
+   * letting the proxy cut idle connections. `false`: no check.
+   * @default false
+   */
+  proxyIdleTimeout?: number | false;
 }
 
 /** Options with every default applied, as the engine uses them. */
@@ -78,6 +100,7 @@ export interface ResolvedOptions {
   readonly idleOnly: boolean;
   readonly appHeartbeat: false | Required<AppHeartbeatOptions>;
   readonly maxBufferedAmount: number | false;
+  readonly proxyIdleTimeout: number | false;
 }
 
 export const DEFAULTS = {
@@ -89,6 +112,7 @@ export const DEFAULTS = {
   // Room for a burst of tens of MiB to a peer that reads slowly but steadily, and a bound on what
   // one peer can make the server hold (ws's default has none).
   maxBufferedAmount: 64 * 1024 * 1024,
+  proxyIdleTimeout: false,
 } as const satisfies Required<HeartbeatOptions>;
 
 const KNOWN = new Set<string>(Object.keys(DEFAULTS));
@@ -145,6 +169,16 @@ export function resolveOptions(options: HeartbeatOptions = {}, base: HeartbeatOp
   if (max !== false && (typeof max !== 'number' || !Number.isSafeInteger(max) || max <= 0)) {
     fail('maxBufferedAmount', 'a positive integer number of bytes or false', max);
   }
+  const proxy = merged.proxyIdleTimeout;
+  if (proxy !== false) {
+    duration('proxyIdleTimeout', proxy);
+    if (interval > largestSafeInterval(proxy)) {
+      throw new TypeError(
+        `The "interval" option (${interval} ms) is not safely below "proxyIdleTimeout" (${proxy} ms): the proxy would cut idle connections. ` +
+          `The largest safe interval is ${largestSafeInterval(proxy)} ms (${PROXY_IDLE_SHARE} × proxyIdleTimeout, less one ${TICK_MS} ms tick)`,
+      );
+    }
+  }
   return {
     interval,
     timeout,
@@ -152,5 +186,6 @@ export function resolveOptions(options: HeartbeatOptions = {}, base: HeartbeatOp
     idleOnly: merged.idleOnly,
     appHeartbeat: appHeartbeat(merged.appHeartbeat, interval, timeout),
     maxBufferedAmount: max,
+    proxyIdleTimeout: proxy,
   };
 }

@@ -581,6 +581,15 @@ describe('@ws-heartbeat/express', () => {
     expect(await firstMessage(await client(`ws://127.0.0.1:${port}/ok`))).toBe('ok');
   });
 
+  test('with proxyIdleTimeout, a route whose interval is not safely below it throws when it is declared, naming both values and the largest safe interval', () => {
+    const sockets = new WebSocketRoutes({ heartbeat: { interval: 1_000, proxyIdleTimeout: 2_000 } });
+    cleanup.defer(() => sockets.close());
+    sockets.route('/ok', () => {});
+    expect(() => sockets.route('/slow', { heartbeat: { interval: 3_000 } }, () => {})).toThrow(
+      /"interval" option \(3000 ms\) is not safely below "proxyIdleTimeout" \(2000 ms\).*largest safe interval is 1595 ms/,
+    );
+  });
+
   test('sockets.heartbeat is the engine, shared by every route', async () => {
     const connections: string[] = [];
     const { sockets, url } = await startApp({}, (s) => {

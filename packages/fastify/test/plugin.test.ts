@@ -418,4 +418,14 @@ describe('@ws-heartbeat/fastify', () => {
       expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/retryWithin.*2\.5/) }),
     );
   });
+
+  test('with proxyIdleTimeout, a route whose interval is not safely below it throws when it is declared, naming both values and the largest safe interval', async () => {
+    const app = Fastify();
+    cleanup.defer(() => app.close());
+    await app.register(wsHeartbeat, { heartbeat: { interval: 1_000, proxyIdleTimeout: 2_000 } });
+    app.get('/ok', { websocket: true }, () => {});
+    expect(() => app.get('/slow', { websocket: true, heartbeat: { interval: 3_000 } }, () => {})).toThrow(
+      /"interval" option \(3000 ms\) is not safely below "proxyIdleTimeout" \(2000 ms\).*largest safe interval is 1595 ms/,
+    );
+  });
 });
