@@ -39,6 +39,7 @@ export class HeartbeatClient {
   rtt: number | undefined;
 
   readonly #options: {
+    connectTimeout: number;
     protocols: string | string[] | undefined;
     WebSocket: WebSocketConstructor;
     heartbeatMessage: string;
@@ -93,6 +94,7 @@ export class HeartbeatClient {
     this.#pingInterval = positive('pingInterval', options.pingInterval ?? DEFAULTS.pingInterval);
     this.#pongTimeout = positive('pongTimeout', options.pongTimeout ?? DEFAULTS.pongTimeout);
     this.#options = {
+      connectTimeout: positive('connectTimeout', options.connectTimeout ?? DEFAULTS.connectTimeout),
       protocols: options.protocols,
       WebSocket: WebSocketImpl,
       heartbeatMessage: options.heartbeatMessage ?? DEFAULTS.heartbeatMessage,
@@ -204,6 +206,23 @@ export class HeartbeatClient {
     ws.onclose = (event) => {
       if (this.#ws === ws) this.#lost(event.code, event.reason, event.wasClean);
     };
+    this.#arm(performance.now() + this.#options.connectTimeout);
+  }
+
+  /** The attempt's upgrade got no answer within connectTimeout: give it up, as a failed attempt. */
+  #connectTimedOut(): void {
+    const ws = this.#ws!;
+    this.#abandon(ws);
+    this.#emit('error', { type: 'error', error: new Error(`The WebSocket did not open within ${this.#options.connectTimeout} ms (connectTimeout)`) });
+    this.#lost(1006, 'connect timeout', false);
+  }
+
+  /** Drops a socket without waiting for it: none of its later events reach the client. */
+  #abandon(ws: WebSocketLike): void {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = ignore; // a late error of the abandoned socket must not surface
+    if (typeof ws.terminate === 'function') ws.terminate();
+    else ws.close(4000, 'heartbeat timeout');
   }
 
   #onOpen(ws: WebSocketLike): void {
@@ -267,7 +286,9 @@ export class HeartbeatClient {
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     if (this.#state === OPEN) this.#check();
-    else if (!this.#closedByUser) this.#connect();
+    else if (this.#ws !== undefined) {
+      if (!this.#closedByUser) this.#connectTimedOut();
+    } else if (!this.#closedByUser) this.#connect();
   };
 
   /** The heartbeat rule, run by the one timer while the connection is open. */
@@ -310,10 +331,7 @@ export class HeartbeatClient {
   #dead(reason: DeadReason, silentMs: number): void {
     const ws = this.#ws!;
     this.#emit('dead', { type: 'dead', reason, silentMs });
-    ws.onopen = ws.onmessage = ws.onclose = null;
-    ws.onerror = ignore; // a late error of the abandoned socket must not surface
-    if (typeof ws.terminate === 'function') ws.terminate();
-    else ws.close(4000, 'heartbeat timeout');
+    this.#abandon(ws);
     this.#lost(1006, 'heartbeat timeout', false, true);
   }
 

@@ -56,6 +56,14 @@ export interface HeartbeatClientOptions {
    */
   pongTimeout?: number;
   /**
+   * An attempt whose WebSocket has not opened this long (ms) after it began is given up, and
+   * counts as a failed attempt: retried with backoff. A hung server (or one behind a proxy)
+   * accepts the TCP connection in its kernel and never answers the upgrade; without this limit
+   * such an attempt could wait for minutes.
+   * @default 10_000
+   */
+  connectTimeout?: number;
+  /**
    * The heartbeat message. The server's `appHeartbeat` recognises the default.
    * @default '{"type":"ping"}'
    */
@@ -82,6 +90,7 @@ export interface HeartbeatClientOptions {
 export const DEFAULTS = {
   pingInterval: 30_000,
   pongTimeout: 10_000,
+  connectTimeout: 10_000,
   heartbeatMessage: APP_PING,
   queueSize: 0,
 } as const;

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { UpgradeRouter } from '@ws-heartbeat/core';
@@ -288,6 +288,39 @@ describe('HeartbeatClient settings, queue and retries', () => {
     expect(events.filter((e) => e.type === 'reconnecting')).toHaveLength(2);
   });
 
+  test('a server that accepts TCP but never answers the upgrade (hung, or behind a proxy): each attempt is given up after connectTimeout, closed, and retried with backoff; the client opens once a server answers', async () => {
+    const CONNECT_TIMEOUT = ms(200);
+    const accepted: Array<{ at: number; closedAt: number }> = [];
+    const hung = net.createServer((socket) => {
+      const entry = { at: now(), closedAt: Number.NaN };
+      accepted.push(entry);
+      socket.on('error', () => {});
+      socket.on('close', () => (entry.closedAt = now()));
+      socket.resume(); // reads the upgrade request (and so sees the client's FIN), answers nothing
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const { port } = hung.address() as AddressInfo;
+    cleanup.defer(() => new Promise<void>((resolve) => hung.close(() => resolve())));
+    const client = newClient(`ws://127.0.0.1:${port}/ws`, { connectTimeout: CONNECT_TIMEOUT, reconnect: { minDelay: ms(20), maxDelay: ms(40) } });
+    const events = record(client);
+    await waitFor(() => events.filter((e) => e.type === 'reconnecting').length >= 3, ms(3000), 'three attempts given up');
+
+    const closes = events.filter((e) => e.type === 'close').map((e) => e.event as ClientEventMap['close']);
+    expect(closes.slice(0, 3).map((c) => [c.code, c.reason, c.final])).toEqual(Array(3).fill([1006, 'connect timeout', false]));
+    expect(events.filter((e) => e.type === 'reconnecting').map((e) => (e.event as ClientEventMap['reconnecting']).attempt).slice(0, 3)).toEqual([1, 2, 3]);
+    expect(String((events.find((e) => e.type === 'error')!.event as ClientEventMap['error']).error)).toMatch(/did not open within \d+ ms \(connectTimeout\)/);
+    // Each attempt was given up after connectTimeout, not before, and its socket closed by the client.
+    await waitFor(() => accepted.slice(0, 3).every((a) => !Number.isNaN(a.closedAt)), ms(1000), 'the given-up sockets closed');
+    for (const { at, closedAt } of accepted.slice(0, 3)) {
+      expect(closedAt - at).toBeGreaterThanOrEqual(CONNECT_TIMEOUT - ms(20)); // the TCP connect itself comes first
+      expect(closedAt - at).toBeLessThanOrEqual(CONNECT_TIMEOUT + SLOP);
+    }
+
+    await new Promise<void>((resolve) => hung.close(() => resolve())); // once the attempt it holds is given up too
+    await localServer({ interval: NEVER, timeout: NEVER }, port);
+    await waitFor(() => events.some((e) => e.type === 'open'), ms(3000), 'open once a server answers');
+  });
+
   test('a connection that stays open for resetAfter resets the backoff: the next loss starts again at attempt 1', async () => {
     const port = await freePort();
     const client = newClient(`ws://127.0.0.1:${port}/ws`, { pingInterval: NEVER, pongTimeout: NEVER, reconnect: { minDelay: ms(20), maxDelay: ms(40), resetAfter: ms(300) } });
@@ -335,6 +368,7 @@ describe('pure parts', () => {
     expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: WS, pingInterval: -1 })).toThrow('The "pingInterval" option must be a positive number: got -1');
     expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: WS, reconnect: { factor: 0.5 } })).toThrow('"reconnect.factor"');
     expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: WS, queueSize: 1.5 })).toThrow('"queueSize"');
+    expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: WS, connectTimeout: 0 })).toThrow('The "connectTimeout" option must be a positive number: got 0');
     expect(() => new HeartbeatClient('ws://127.0.0.1:1/', { WebSocket: undefined })).toThrow('No WebSocket constructor');
   });
 });
