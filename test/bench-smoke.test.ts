@@ -37,6 +37,16 @@ interface Run {
   unexpectedCloseReasons: Record<string, number>;
 }
 
+/** Runs a bench script (`args[0]`, from the repository root); resolves with its exit code and all it printed. */
+async function runScript(args: string[]): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { code, output };
+}
+
 describe('bench/run.mjs', () => {
   let dir: string;
   let output = '';
@@ -52,10 +62,7 @@ describe('bench/run.mjs', () => {
       ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--window', '10', '--cpu-window', '5'],
       ...['--out', join(dir, 'results.json'), '--markdown', join(dir, 'BENCHMARKS.md')],
     ];
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
-    code = await new Promise((resolve) => child.once('exit', resolve));
+    ({ code, output } = await runScript(args));
   }, ms(120_000));
 
 
@@ -161,10 +168,7 @@ describe('bench/cluster.mjs', () => {
       ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--cpu-window', '3', '--window', '3', '--idle-window', '0', '--warmup', '0', '--memory-readings', '1'],
       ...['--out', join(dir, 'cluster.json'), '--markdown', join(dir, 'cluster.md')],
     ];
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
-    code = await new Promise((resolve) => child.once('exit', resolve));
+    ({ code, output } = await runScript(args));
   }, ms(120_000));
 
   const results = () => JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as { runs: ClusterRun[] };
