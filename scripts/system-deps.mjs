@@ -5,6 +5,7 @@
 //   iptables, iproute2  a peer that vanishes without FIN, in a network namespace of the suite's own
 //   chromium            the browser that the dashboard test drives with playwright-core (/usr/bin/chromium)
 //   redis-server        the Redis that the cluster tests start, one per test, on a free port
+//   nginx               the reverse proxy that the HA suite (test/ha) puts in front of three backends
 // Installing needs root (as on these machines); without it this says what to install and fails.
 import { spawnSync } from 'node:child_process';
 
@@ -14,6 +15,7 @@ const CHECKS = [
   { pkg: 'iproute2', cmd: 'ip', args: ['-V'] },
   { pkg: 'chromium', cmd: '/usr/bin/chromium', args: ['--version'] },
   { pkg: 'redis-server', cmd: 'redis-server', args: ['--version'] },
+  { pkg: 'nginx', cmd: 'nginx', args: ['-v'] },
 ];
 
 const ok = ({ cmd, args }) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
