@@ -6,13 +6,14 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
 import WebSocket from 'ws';
 import { HeartbeatClient, type HeartbeatClientOptions } from '@ws-heartbeat/client';
 import { childMessage, forkChild, type Child } from '../helpers/child';
 import type { Cleanup } from '../helpers/cleanup';
 import { ROOT } from '../helpers/demo';
 import { startNginx, type NginxOptions, type TestNginx } from '../helpers/nginx';
-import { ms, waitFor } from '../helpers/time';
+import { ms, sleep, waitFor } from '../helpers/time';
 import { mono } from '../faults/fixture/protocol';
 import type { BackendConfig, BackendMessage } from './fixture/backend';
 
@@ -70,6 +71,8 @@ export type ClientEvent =
 /** A @ws-heartbeat/client through the proxy, and everything it saw. */
 export interface Tracked {
   client: HeartbeatClient;
+  /** mono() when the client was made: its first attempt began. */
+  createdAt: number;
   events: ClientEvent[];
   /** Every message but the hellos, in order of arrival (the backends echo what the client sent). */
   echoes: string[];
@@ -82,7 +85,8 @@ export interface Tracked {
 }
 
 export function openTracked(cleanup: Cleanup, url: string, options: HeartbeatClientOptions = {}): Tracked {
-  const client = new HeartbeatClient(url, { WebSocket, queueSize: 100, ...options });
+  const createdAt = mono();
+  const client = new HeartbeatClient(url, { WebSocket: WebSocket as never, queueSize: 100, ...options });
   cleanup.defer(() => client.close());
   const events: ClientEvent[] = [];
   const echoes: string[] = [];
@@ -100,6 +104,7 @@ export function openTracked(cleanup: Cleanup, url: string, options: HeartbeatCli
   client.on('error', ({ error }) => events.push({ type: 'error', at: mono(), message: (error as { message?: string })?.message ?? String(error) }));
   return {
     client,
+    createdAt,
     events,
     echoes,
     queued,
@@ -110,6 +115,20 @@ export function openTracked(cleanup: Cleanup, url: string, options: HeartbeatCli
       queued.push(text);
     },
   };
+}
+
+/**
+ * When each attempt that ended with reason `'connect timeout'` began, and how long it lasted: an
+ * attempt begins when the client is made, or `delay` after a 'reconnecting' event.
+ */
+export function timedOutAttempts(tracked: Tracked): Array<{ began: number; lasted: number }> {
+  let began = tracked.createdAt;
+  const attempts: Array<{ began: number; lasted: number }> = [];
+  for (const event of tracked.events) {
+    if (event.type === 'reconnecting') began = event.at + event.delay;
+    if (event.type === 'close' && event.reason === 'connect timeout') attempts.push({ began, lasted: event.at - began });
+  }
+  return attempts;
 }
 
 /** Opens `n` tracked clients and waits until each has its hello. */
@@ -128,7 +147,7 @@ export function eventsOf<T extends ClientEvent['type']>(tracked: Tracked, type: 
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }
 
 /** `p50 / p99 / max` of `values`, in whole ms. */
@@ -147,4 +166,60 @@ export function writeFigures(name: string, lines: string[]): void {
 /** A markdown table. */
 export function table(head: string[], rows: Array<Array<string | number>>): string[] {
   return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
+}
+
+/** Epoch milliseconds as a page reads them (performance.timeOrigin + performance.now()). */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** The demo's /client page in Chromium, through the proxy: its events and the backends that greeted it. */
+export interface BrowserClient {
+  page: Page;
+  /** Every hello the page's client received, in mono() time. */
+  hellos(): Promise<Array<{ backend: string; at: number }>>;
+  /** The page's client events (open, heartbeat, dead, close, reconnecting), in mono() time. */
+  events(): Promise<Array<{ type: string; at: number; reason?: string; code?: number }>>;
+}
+
+/**
+ * Opens `http://<nginx>/client?…` (examples/client.html, served by a backend through nginx) and
+ * waits for its first hello. `query` is the page's: route, ping, pong, minDelay, maxDelay.
+ */
+export async function openPage(browser: Browser, bed: Bed, query: Record<string, string | number>): Promise<BrowserClient> {
+  const page = await browser.newPage();
+  // The page makes its client at load and names it window.heartbeatClient: catch the hellos from the first.
+  await page.addInitScript({
+    content: `
+      window.hellos = [];
+      let held;
+      Object.defineProperty(window, 'heartbeatClient', {
+        configurable: true,
+        get: () => held,
+        set(client) {
+          held = client;
+          client.on('message', ({ data }) => {
+            if (typeof data === 'string' && data.startsWith('{"type":"hello"')) {
+              window.hellos.push({ backend: JSON.parse(data).backend, at: performance.timeOrigin + performance.now() });
+            }
+          });
+        },
+      });`,
+  });
+  const search = new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]));
+  await page.goto(`http://127.0.0.1:${bed.nginx.port}/client?${search}`);
+  // A page time minus this is mono() time (both clocks are monotonic since their origin).
+  const offset = epochNow() - mono();
+  const toMono = <T extends { at: number }>(list: T[]): T[] => list.map((e) => ({ ...e, at: e.at - offset }));
+  const client: BrowserClient = {
+    page,
+    hellos: async () => toMono((await page.evaluate('window.hellos')) as Array<{ backend: string; at: number }>),
+    events: async () => toMono((await page.evaluate('window.clientEvents')) as Array<{ type: string; at: number }>),
+  };
+  const deadline = mono() + ms(20_000);
+  while ((await client.hellos()).length === 0) {
+    if (mono() > deadline) throw new Error('the page was not greeted by a backend');
+    await sleep(20);
+  }
+  return client;
 }

@@ -5,7 +5,12 @@
  *
  * The config is the one the README's "Behind a proxy or load balancer" recommends for WebSockets:
  * HTTP/1.1 to the upstream, the `Upgrade` and `Connection` headers passed on, round robin over the
- * backends, and a failed connect or a backend that does not answer tried on the next one.
+ * backends, and a failed connect or a backend that does not answer tried on the next one. Each
+ * server has `max_fails=0`: with nginx's default (1, with `fail_timeout=10s`) one refused connect
+ * takes a backend out of rotation, and a WebSocket it then accepts counts as its recovery only
+ * when that WebSocket ends, so a restarted backend gets about one new connection per
+ * `fail_timeout`, and during a rolling restart nginx can find no backend at all
+ * (502, "no live upstreams").
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -61,7 +66,7 @@ http {
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   upstream backends {
-${upstreams.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+${upstreams.map((p) => `    server 127.0.0.1:${p} max_fails=0;`).join('\n')}
   }
   server {
     listen 127.0.0.1:${port};
@@ -116,9 +121,9 @@ export async function startNginx(cleanup: Cleanup, options: NginxOptions): Promi
   const kill = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
-    const stopped = await Promise.race([exited.then(() => true), sleep(ms(5000)).then(() => false)]);
-    if (!stopped) process.kill(-child.pid!, 'SIGKILL');
+    const hung = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), ms(5000));
     await exited;
+    clearTimeout(hung);
   };
   cleanup.defer(kill);
   const spawned = new Promise<never>((_, reject) => {
@@ -127,7 +132,7 @@ export async function startNginx(cleanup: Cleanup, options: NginxOptions): Promi
   });
   const deadline = now() + ms(10_000);
   const ready = (async () => {
-    while (!(await accepts(port))) {
+    while (child.exitCode === null && child.signalCode === null && !(await accepts(port))) {
       if (now() > deadline) throw new Error(`nginx did not listen within ${ms(10_000)} ms: ${stderr}${log()}`);
       await sleep(10);
     }
