@@ -91,7 +91,9 @@ export interface TestClient {
   /** now() of each ping frame received. */
   pingTimes: number[];
   messages: Array<{ data: Buffer; isBinary: boolean }>;
-  /** now() when 'open' fired. */
+  /** now() right before the client began to connect: earlier than anything the server did for it. */
+  startedAt: number;
+  /** now() when 'open' fired: later than the server's handshake (by up to this process's event-loop delay). */
   openedAt: number;
   /** Set when the client emitted 'close'. */
   closeInfo: { code: number; reason: string; at: number } | null;
@@ -293,6 +295,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
 /** Opens one `ws` client and resolves once it is open. */
 export function openClient(url: string, options: ClientOptions = {}): Promise<TestClient> {
   return new Promise((resolve, reject) => {
+    const startedAt = now();
     const ws = new WebSocket(url, options);
     let markClosed!: (info: { code: number; reason: string; at: number }) => void;
     const client: TestClient = {
@@ -300,6 +303,7 @@ export function openClient(url: string, options: ClientOptions = {}): Promise<Te
       pings: 0,
       pingTimes: [],
       messages: [],
+      startedAt,
       openedAt: Number.NaN,
       closeInfo: null,
       closed: new Promise((r) => (markClosed = r)),
