@@ -22,11 +22,11 @@ const RECONNECT = { minDelay: ms(500), maxDelay: ms(2000) };
 const CLIENT = { pingInterval: ms(1000), pongTimeout: ms(500), connectTimeout: ms(1000), reconnect: RECONNECT };
 const BUCKET = 100;
 
-/** Reconnects per 100 ms bucket, from the restart's start. */
-function buckets(times: number[]): number[] {
+/** Reconnects per `width` ms, from the restart's start. */
+function buckets(times: number[], width = BUCKET): number[] {
   const counts: number[] = [];
   for (const t of times) {
-    const i = Math.floor(t / BUCKET);
+    const i = Math.floor(t / width);
     while (counts.length <= i) counts.push(0);
     counts[i] = (counts[i] ?? 0) + 1;
   }
@@ -49,6 +49,8 @@ interface RollingRun {
   reconnects: number[];
   /** The most reconnects in one 100 ms of one restart. */
   peak: number;
+  /** The most reconnects in one 500 ms of one restart. */
+  peak500: number;
   queued: number;
   clients: Tracked[];
 }
@@ -71,6 +73,7 @@ async function rollingRestart(retryWithin: number | undefined): Promise<RollingR
   rolling = true;
   const reconnects: number[] = [];
   let peak = 0;
+  let peak500 = 0;
   for (const [i, backend] of bed.backends.entries()) {
     const mine = clients.filter((c) => c.backend() === backend.name);
     const from = mono();
@@ -84,6 +87,7 @@ async function rollingRestart(retryWithin: number | undefined): Promise<RollingR
     const times = mine.map((c) => eventsOf(c, 'hello', from)[0]!.at - from);
     reconnects.push(...times);
     peak = Math.max(peak, ...buckets(times));
+    peak500 = Math.max(peak500, ...buckets(times, 500));
   }
   rolling = false;
   // No queued message lost, none out of order; no client gave up (a close with final: true).
@@ -91,7 +95,7 @@ async function rollingRestart(retryWithin: number | undefined): Promise<RollingR
     expect(tracked.echoes).toEqual(tracked.queued);
     expect(tracked.events.filter((e) => e.type === 'close' && e.final)).toEqual([]);
   }
-  return { reconnects, peak, queued: clients.reduce((sum, c) => sum + c.queued.length, 0), clients };
+  return { reconnects, peak, peak500, queued: clients.reduce((sum, c) => sum + c.queued.length, 0), clients };
 }
 
 describe('HA: planned changes behind nginx', () => {
@@ -108,20 +112,22 @@ describe('HA: planned changes behind nginx', () => {
     expect(Math.max(...hinted.map((e) => e.delay))).toBeLessThanOrEqual(RETRY_WITHIN);
     expect(burst.clients.flatMap((c) => eventsOf(c, 'reconnecting').filter((e) => e.hinted))).toEqual([]);
 
-    // 100 to 150 clients per restart: within the backoff's first 500 ms about 20 to 30 per 100 ms; over 5 s 2 or 3.
-    expect(spreadOut.peak).toBeLessThanOrEqual(burst.peak / 2);
+    // 100 to 225 clients per restart: without the hint most come back within the backoff's first
+    // 500 ms, with it about a tenth in any 500 ms of the window. (Per 100 ms, the figure the table
+    // gives, the same holds with more noise.)
+    expect(spreadOut.peak500).toBeLessThanOrEqual(burst.peak500 / 3);
     const last = spread(spreadOut.reconnects).max;
     expect(last).toBeGreaterThan(RETRY_WITHIN / 2);
 
     const row = (name: string, run: RollingRun) => {
       const s = spread(run.reconnects);
-      return [name, s.n, run.peak, `${s.p50} / ${s.p99} / ${s.max} ms`, run.queued, 0];
+      return [name, s.n, run.peak, run.peak500, `${s.p50} / ${s.p99} / ${s.max} ms`, run.queued, 0];
     };
     writeFigures('4-rolling-restart', [
       `${CLIENTS} Node clients through nginx; the three backends restarted one at a time (SIGTERM, \`close()\`, a new process on the same port). Client backoff: minDelay ${RECONNECT.minDelay} ms, maxDelay ${RECONNECT.maxDelay} ms. Reconnects counted from each backend's SIGTERM.`,
       '',
       ...table(
-        ['restart', 'reconnects', 'max per 100 ms (one restart)', 'reconnected after (p50 / p99 / max)', 'queued messages delivered in order', 'clients that gave up'],
+        ['restart', 'reconnects', 'max per 100 ms (one restart)', 'max per 500 ms (one restart)', 'reconnected after (p50 / p99 / max)', 'queued messages delivered in order', 'clients that gave up'],
         [row('without retryWithin (1001)', burst), row(`retryWithin: ${RETRY_WITHIN} (1012)`, spreadOut)],
       ),
       '',
