@@ -31,7 +31,7 @@ const PONG = ms(500);
 const CONNECT_TIMEOUT = ms(1000);
 const RECONNECT = { minDelay: ms(100), maxDelay: ms(1000) };
 const CLIENT = { pingInterval: PING, pongTimeout: PONG, connectTimeout: CONNECT_TIMEOUT, reconnect: RECONNECT };
-const PAGE = { route: '/ws', ping: PING, pong: PONG, minDelay: RECONNECT.minDelay, maxDelay: RECONNECT.maxDelay };
+const PAGE = { route: '/ws', ping: PING, pong: PONG, connectTimeout: CONNECT_TIMEOUT, minDelay: RECONNECT.minDelay, maxDelay: RECONNECT.maxDelay };
 /** The backends' route: the server's own heartbeat, slower than the clients'. */
 const ROUTE = { path: '/ws', interval: ms(1000), timeout: ms(500) };
 /** The cluster's lease: a dead node is reaped within interval + timeout + interval. */
