@@ -15,7 +15,7 @@ const CHECKS = [
   { pkg: 'iproute2', cmd: 'ip', args: ['-V'] },
   { pkg: 'chromium', cmd: '/usr/bin/chromium', args: ['--version'] },
   { pkg: 'redis-server', cmd: 'redis-server', args: ['--version'] },
-  { pkg: 'nginx', cmd: 'nginx', args: ['-v'] },
+  { pkg: 'nginx', cmd: '/usr/sbin/nginx', args: ['-v'] },
 ];
 
 const ok = ({ cmd, args }) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;

@@ -48,6 +48,9 @@ export interface TestNginx {
   kill(): Promise<void>;
 }
 
+/** Debian's nginx, where the package puts it (a PATH without /usr/sbin does not find it). */
+const NGINX = '/usr/sbin/nginx';
+
 /** nginx durations are whole units: milliseconds are written as `Nms`. */
 const duration = (n: number): string => `${Math.max(1, Math.round(n))}ms`;
 
@@ -114,7 +117,7 @@ export async function startNginx(cleanup: Cleanup, options: NginxOptions): Promi
     }
   };
   // Its own process group, so that a hung nginx and its workers can all be killed at once.
-  const child = spawn('nginx', ['-p', dir, '-c', file], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const child = spawn(NGINX, ['-p', dir, '-c', file], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -143,7 +146,7 @@ export async function startNginx(cleanup: Cleanup, options: NginxOptions): Promi
     url: `ws://127.0.0.1:${port}`,
     process: child,
     reload() {
-      const result = spawnSync('nginx', ['-p', dir, '-c', file, '-s', 'reload'], { encoding: 'utf8' });
+      const result = spawnSync(NGINX, ['-p', dir, '-c', file, '-s', 'reload'], { encoding: 'utf8' });
       if (result.status !== 0) throw new Error(`nginx -s reload failed: ${result.stderr}`);
     },
     workers() {
