@@ -51,6 +51,8 @@ interface RollingRun {
   peak: number;
   /** The most reconnects in one 500 ms of one restart. */
   peak500: number;
+  /** Reconnects per 100 ms of the restart that had the most. */
+  busiest: number[];
   queued: number;
   clients: Tracked[];
 }
@@ -74,6 +76,7 @@ async function rollingRestart(retryWithin: number | undefined): Promise<RollingR
   const reconnects: number[] = [];
   let peak = 0;
   let peak500 = 0;
+  let busiest: number[] = [];
   for (const [i, backend] of bed.backends.entries()) {
     const mine = clients.filter((c) => c.backend() === backend.name);
     const from = mono();
@@ -88,6 +91,7 @@ async function rollingRestart(retryWithin: number | undefined): Promise<RollingR
     reconnects.push(...times);
     peak = Math.max(peak, ...buckets(times));
     peak500 = Math.max(peak500, ...buckets(times, 500));
+    if (times.length > busiest.reduce((a, b) => a + b, 0)) busiest = buckets(times);
   }
   rolling = false;
   // No queued message lost, none out of order; no client gave up (a close with final: true).
@@ -95,7 +99,7 @@ async function rollingRestart(retryWithin: number | undefined): Promise<RollingR
     expect(tracked.echoes).toEqual(tracked.queued);
     expect(tracked.events.filter((e) => e.type === 'close' && e.final)).toEqual([]);
   }
-  return { reconnects, peak, peak500, queued: clients.reduce((sum, c) => sum + c.queued.length, 0), clients };
+  return { reconnects, peak, peak500, busiest, queued: clients.reduce((sum, c) => sum + c.queued.length, 0), clients };
 }
 
 describe('HA: planned changes behind nginx', () => {
@@ -135,6 +139,11 @@ describe('HA: planned changes behind nginx', () => {
       '',
       `- without retryWithin: ${coarse(burst.reconnects)}`,
       `- with retryWithin ${RETRY_WITHIN}: ${coarse(spreadOut.reconnects)}`,
+      '',
+      'Reconnects per 100 ms, in the restart that had the most (each number is 100 ms, from its SIGTERM):',
+      '',
+      `- without retryWithin (${burst.busiest.reduce((a, b) => a + b, 0)} clients): ${burst.busiest.join(' ')}`,
+      `- with retryWithin ${RETRY_WITHIN} (${spreadOut.busiest.reduce((a, b) => a + b, 0)} clients): ${spreadOut.busiest.join(' ')}`,
     ]);
   });
 
