@@ -59,7 +59,7 @@ describe('HA: a backend lost behind nginx', () => {
     watcher.on('online', (key) => online.push({ key, at: mono() }));
     await watcher.start();
 
-    const page = await openPage(browser!, bed, { ...PAGE, route: '/ws?user=browser' });
+    const page = await openPage(cleanup, browser!, bed, { ...PAGE, route: '/ws?user=browser' });
     const victimName = (await page.hellos())[0]!.backend;
     const victim = bed.backends.find((b) => b.name === victimName)!;
     const clients = await openMany(cleanup, (i) => bed.url(`/ws?user=u${i}`), CLIENTS, CLIENT);
@@ -153,7 +153,7 @@ describe('HA: a backend lost behind nginx', () => {
 
   test('3. SIGSTOP one of three backends: its clients and the browser declare it dead within pingInterval + pongTimeout and reconnect to survivors; attempts nginx hands to the hung backend time out after connectTimeout and are retried', async () => {
     const bed = await startBed(cleanup, { routes: [ROUTE] }, { readTimeout: ms(60_000) });
-    const page = await openPage(browser!, bed, PAGE);
+    const page = await openPage(cleanup, browser!, bed, PAGE);
     const victimName = (await page.hellos())[0]!.backend;
     const victim = bed.backends.find((b) => b.name === victimName)!;
     const clients = await openMany(cleanup, (i) => bed.url(`/ws?n=${i}`), CLIENTS, CLIENT);

@@ -186,8 +186,9 @@ export interface BrowserClient {
  * Opens `http://<nginx>/client?…` (examples/client.html, served by a backend through nginx) and
  * waits for its first hello. `query` is the page's: route, ping, pong, minDelay, maxDelay.
  */
-export async function openPage(browser: Browser, bed: Bed, query: Record<string, string | number>): Promise<BrowserClient> {
+export async function openPage(cleanup: Cleanup, browser: Browser, bed: Bed, query: Record<string, string | number>): Promise<BrowserClient> {
   const page = await browser.newPage();
+  cleanup.defer(() => page.close());
   // The page makes its client at load and names it window.heartbeatClient: catch the hellos from the first.
   await page.addInitScript({
     content: `
