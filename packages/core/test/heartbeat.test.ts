@@ -5,6 +5,7 @@
  *
  * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
  */
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
@@ -21,6 +22,12 @@ import type { ShutdownChildConfig, ShutdownChildMessage } from './fixtures/shutd
 const MiB = 1024 * 1024;
 
 const FIXTURES = path.join(__dirname, 'fixtures');
+/** A `ws` client in a process of its own that can read at a set rate (the fault suite's transfer peer). */
+const TRANSFER_PEER = path.join(__dirname, '../../../test/faults/peers/transfer-peer.js');
+/** What the transfer peer says over IPC (see its header). */
+type ReaderMessage = { type: 'open'; port: number } | { type: 'message'; length: number; digest: string; at: number } | { type: 'read'; bytes: number; at: number } | { type: 'ping'; at: number } | { type: 'closed'; code: number; at: number };
+
+const sha1 = (bytes: Buffer): string => createHash('sha1').update(bytes).digest('hex');
 
 const cleanup = useCleanup();
 
@@ -475,22 +482,34 @@ describe('Heartbeat on real sockets', () => {
     expect(now() - started).toBeGreaterThan(2.5 * (INTERVAL + timeout));
   });
 
-  test('a slow reader is alive to the end of a download: 16 × 1 MiB to a client that reads once every 30 ms, on interval 800 ms + timeout 600 ms, all arrive', async () => {
+  test('a slow reader is alive to the end of a download: 16 × 1 MiB to a client in a process of its own that reads 2 MB a second, on interval 800 ms + timeout 600 ms, all arrive', async () => {
     // The reader takes about 2 MB a second, so the download lasts several times interval +
     // timeout, and when our queue to it empties the kernels still hold megabytes for it (our send
     // buffer, its receive buffer), with the ping behind them: it reads them for longer than
     // interval + timeout after our queue last moved (an engine that does not allow for that ended
-    // it 1.4 s after, 2 s before its last message arrived).
+    // it 1.4 s after, 2 s before its last message arrived). The reader is a process of its own, as
+    // a remote peer is: a stall of this process (a major GC, a cold module compile) must not stop
+    // it reading, or the test would measure a reader slower than the one it names.
     const interval = ms(800);
     const timeout = ms(600);
     const srv = await echoServer({ heartbeat: { interval, timeout }, echo: false });
-    const reader = await openClientFor(cleanup, srv.url('/?id=reader'));
+    const reader = forkChild<ReaderMessage>(cleanup, TRANSFER_PEER, { args: [srv.url('/?id=reader'), '0', 'plain'] });
+    await childMessage(reader, 'open', ms(10_000));
+    // The download starts as the connection is tracked (the command reaches the reader before the
+    // first byte does: IPC is quicker than 16 MiB). One that starts later in the interval is not
+    // covered here: see 'A known gap' in the README's liveness bound.
+    reader.process.send({ cmd: 'read-slowly', rate: 2_000_000 });
     await srv.waitForConnections(1);
-    const socket = (reader.ws as unknown as { _socket: Socket })._socket;
-    socket.on('data', () => socket.pause());
-    socket.pause();
     const started = now();
-    await download(srv, reader, 16, () => setInterval(() => socket.resume(), 30));
+    const server = srv.byId('reader').ws;
+    for (let i = 0; i < 16; i++) server.send(Buffer.alloc(MiB, i));
+    const said = () => reader.messages.map((m) => m.message);
+    await waitFor(() => said().filter((m) => m.type === 'message').length === 16 || said().some((m) => m.type === 'closed'), ms(60_000), 'all 16 MiB to arrive');
+
+    expect(srv.terminations.map((t) => t.reason)).toEqual([]);
+    expect(said().filter((m) => m.type === 'closed')).toEqual([]);
+    const arrived = said().flatMap((m) => (m.type === 'message' ? [[m.length, m.digest]] : []));
+    expect(arrived).toEqual(Array.from({ length: 16 }, (_, i) => [MiB, sha1(Buffer.alloc(MiB, i))]));
     expect(now() - started).toBeGreaterThan(3 * (interval + timeout));
   });
 
