@@ -19,7 +19,7 @@ import { Cluster } from '@ws-heartbeat/cluster';
 import { launchChromium } from '../helpers/browser';
 import { useCleanup } from '../helpers/cleanup';
 import { startRedis } from '../helpers/redis';
-import { SLOP, ms, sleep, waitFor } from '../helpers/time';
+import { SLOP, ms, settle, sleep, waitFor } from '../helpers/time';
 import { mono } from '../faults/fixture/protocol';
 import { eventsOf, openMany, openPage, openTracked, spread, startBed, table, timedOutAttempts, writeFigures, type Tracked } from './support';
 
@@ -93,12 +93,7 @@ describe('HA: a backend lost behind nginx', () => {
     expect(survivors.flatMap((c) => eventsOf(c, 'close', killedAt))).toEqual([]);
 
     // The browser too, on a survivor.
-    let pageBack: { backend: string; at: number } | undefined;
-    const pageDeadline = mono() + ms(10_000);
-    while (!(pageBack = (await page.hellos()).find((h) => h.at >= killedAt && h.backend !== victimName))) {
-      if (mono() > pageDeadline) throw new Error(`the page did not come back on a survivor: ${JSON.stringify(await page.events())}`);
-      await sleep(20);
-    }
+    const pageBack = await page.helloAfter(killedAt, ms(10_000), victimName);
 
     // The cluster reaps the dead node: the late users it held go offline, once each.
     const reapBound = LEASE.interval + LEASE.timeout + LEASE.interval;
@@ -123,13 +118,7 @@ describe('HA: a backend lost behind nginx', () => {
     const users = [...clients.keys()].map((i) => `user:u${i}`).concat('user:browser', ...[...late.keys()].map((i) => `user:late${i}`));
     const counts = async () => Object.fromEntries(await Promise.all(users.map(async (u) => [u, await watcher.connections(u)] as const)));
     const once = Object.fromEntries(users.map((u) => [u, 1]));
-    const deadline = mono() + ms(5000);
-    let seen = await counts();
-    while (JSON.stringify(seen) !== JSON.stringify(once) && mono() < deadline) {
-      await sleep(50);
-      seen = await counts();
-    }
-    expect(seen).toEqual(once);
+    expect(await settle(counts, once, ms(5000))).toEqual(once);
     expect(await watcher.count()).toBe(users.length);
 
     const reconnect = spread(victims.map((c) => helloElsewhere(c, victimName, killedAt)!.at - killedAt));
@@ -190,12 +179,7 @@ describe('HA: a backend lost behind nginx', () => {
     }
 
     // The page: dead by its heartbeat, back on a survivor.
-    const deadline = mono() + ms(15_000);
-    let pageBack: { backend: string; at: number } | undefined;
-    while (!(pageBack = (await page.hellos()).find((h) => h.at >= stoppedAt && h.backend !== victimName))) {
-      if (mono() > deadline) throw new Error(`the page did not come back on a survivor: ${JSON.stringify(await page.events())}`);
-      await sleep(20);
-    }
+    const pageBack = await page.helloAfter(stoppedAt, ms(15_000), victimName);
     const pageDead = (await page.events()).find((e) => e.type === 'dead' && e.at >= stoppedAt);
     expect(pageDead?.reason).toBe('timeout');
     expect(pageDead!.at - stoppedAt).toBeLessThanOrEqual(bound);

@@ -180,6 +180,8 @@ export interface BrowserClient {
   hellos(): Promise<Array<{ backend: string; at: number }>>;
   /** The page's client events (open, heartbeat, dead, close, reconnecting), in mono() time. */
   events(): Promise<Array<{ type: string; at: number; reason?: string; code?: number }>>;
+  /** Waits up to `timeout` ms for a hello at or after `since` (mono()) from a backend other than `notFrom`. */
+  helloAfter(since: number, timeout: number, notFrom?: string): Promise<{ backend: string; at: number }>;
 }
 
 /**
@@ -216,11 +218,16 @@ export async function openPage(cleanup: Cleanup, browser: Browser, bed: Bed, que
     page,
     hellos: async () => toMono((await page.evaluate('window.hellos')) as Array<{ backend: string; at: number }>),
     events: async () => toMono((await page.evaluate('window.clientEvents')) as Array<{ type: string; at: number }>),
+    async helloAfter(since, timeout, notFrom) {
+      const deadline = mono() + timeout;
+      for (;;) {
+        const hello = (await client.hellos()).find((h) => h.at >= since && h.backend !== notFrom);
+        if (hello) return hello;
+        if (mono() > deadline) throw new Error(`the page was not greeted by a backend${notFrom ? ` other than ${notFrom}` : ''}: ${JSON.stringify(await client.events())}`);
+        await sleep(20);
+      }
+    },
   };
-  const deadline = mono() + ms(20_000);
-  while ((await client.hellos()).length === 0) {
-    if (mono() > deadline) throw new Error('the page was not greeted by a backend');
-    await sleep(20);
-  }
+  await client.helloAfter(0, ms(20_000));
   return client;
 }

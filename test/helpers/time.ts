@@ -62,3 +62,21 @@ export async function waitFor(check: () => boolean, timeout: number, message = '
     await sleep(5);
   }
 }
+
+/**
+ * Polls an async `read` every 20 ms until its result equals `expected` (compared as JSON) or
+ * `timeout` (real ms) passes, and returns the last reading for the test to assert on. A read that
+ * rejects is tried again until then.
+ */
+export async function settle<T>(read: () => Promise<T>, expected: T, timeout: number): Promise<T> {
+  const deadline = now() + timeout;
+  for (;;) {
+    try {
+      const last = await read();
+      if (JSON.stringify(last) === JSON.stringify(expected) || now() > deadline) return last;
+    } catch (error) {
+      if (now() > deadline) throw error;
+    }
+    await sleep(20);
+  }
+}

@@ -12,7 +12,7 @@ import { childMessage, forkChild, type Child } from '../../../test/helpers/child
 import { useCleanup } from '../../../test/helpers/cleanup';
 import { openClientFor, type TestClient } from '../../../test/helpers/clients';
 import { startRedis } from '../../../test/helpers/redis';
-import { SLOP, ms, sleep, waitFor } from '../../../test/helpers/time';
+import { SLOP, ms, settle, sleep, waitFor } from '../../../test/helpers/time';
 import { mono } from '../../../test/faults/fixture/protocol';
 import { useNetns } from '../../../test/faults/netns';
 import type { AppConfig, AppMessage } from './fixtures/app';
@@ -51,21 +51,6 @@ async function openAll(urls: string[], batch = 50): Promise<TestClient[]> {
   const clients: TestClient[] = [];
   for (let i = 0; i < urls.length; i += batch) clients.push(...(await Promise.all(urls.slice(i, i + batch).map((url) => openClientFor(cleanup, url)))));
   return clients;
-}
-
-/** Polls an async `read` until it equals `expected` or `timeout` passes; returns the last reading. */
-async function settle<T>(read: () => Promise<T>, expected: T, timeout: number): Promise<T> {
-  const deadline = mono() + timeout;
-  let last: T | undefined;
-  for (;;) {
-    try {
-      last = await read();
-      if (JSON.stringify(last) === JSON.stringify(expected) || mono() > deadline) return last;
-    } catch (error) {
-      if (mono() > deadline) throw error;
-    }
-    await sleep(20);
-  }
 }
 
 /** How many times each key occurs. */
