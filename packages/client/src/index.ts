@@ -252,8 +252,10 @@ export class HeartbeatClient {
     const pong = parseAppPong(data);
     if (pong) this.#matchServer(pong);
     const probeSentAt = this.#probeSentAt;
-    if (probeSentAt > 0) {
-      // The heartbeat is answered (any message counts): the next one is due an interval from now.
+    // The heartbeat is answered (any message counts): the next one is due an interval from now.
+    // A pong that comes after an application message answered it brings the server's settings:
+    // the timer armed by that message used the interval from before them, so arm it again.
+    if (probeSentAt > 0 || pong) {
       this.#probeSentAt = 0;
       this.#reprobed = false;
       this.#arm(now + this.#pingInterval);

@@ -262,6 +262,22 @@ describe('HeartbeatClient settings, queue and retries', () => {
     expect(second.at - first.at).toBeLessThanOrEqual(INTERVAL + SLOP);
   });
 
+  test("the server's settings apply even when an application message answers the first heartbeat before the server's pong does", async () => {
+    const INTERVAL = ms(300);
+    const TIMEOUT = ms(200);
+    const server = await localServer({ interval: INTERVAL, timeout: TIMEOUT });
+    const client = newClient(`ws://127.0.0.1:${server.port}/ws`);
+    const events = record(client);
+    // Sent from 'open', before the first heartbeat: its echo is the first message back.
+    client.on('open', () => client.send('first'));
+    await waitFor(() => client.settings.pingInterval === INTERVAL, ms(2000), "the server's settings");
+    const learnt = now();
+    expect(events.filter((e) => e.type === 'message').map((e) => (e.event as ClientEventMap['message']).data)).toEqual(['first']);
+    // The next heartbeat goes out an interval of silence later, not 30 s (the default) later.
+    await waitFor(() => events.some((e) => e.type === 'heartbeat'), INTERVAL + ms(1000), 'a heartbeat at the server interval');
+    expect(events.find((e) => e.type === 'heartbeat')!.at - learnt).toBeLessThanOrEqual(INTERVAL + SLOP);
+  });
+
   test('the queue holds queueSize messages while no server listens, refuses the next, and delivers them in order once one does', async () => {
     const port = await freePort();
     const client = newClient(`ws://127.0.0.1:${port}/ws`, { queueSize: 2, reconnect: { minDelay: ms(50), maxDelay: ms(100) } });
