@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The whole test suite: install the Debian packages the fault suite's peers need (when missing),
-// type-check and build every package, type-check an ESM consumer of the built packages, run jest
+// The whole test suite: install the Debian packages the fault suite's peers need and the runtimes
+// of the conformance suite (when missing), type-check and build every package, type-check an ESM consumer of the built packages, run jest
 // once over all tests,
 // then print the plain summary line `N passed, N failed` derived from jest's results.
 // Extra arguments go to jest (e.g. `pnpm test -- packages/core`).
@@ -24,6 +24,10 @@ rmSync(resultsFile, { force: true });
 
 const deps = spawnSync(process.execPath, [join(root, 'scripts', 'system-deps.mjs')], { cwd: root, stdio: 'inherit' });
 if (deps.status !== 0) console.error('system packages missing: the fault suite will fail');
+// Node 22 and 24 and Bun for the runtime conformance suite (test/runtimes), pinned in
+// runtimes/package-lock.json, installed into runtimes/node_modules when missing.
+const runtimes = spawnSync(process.execPath, [join(root, 'scripts', 'runtimes.mjs')], { cwd: root, stdio: 'inherit' });
+if (runtimes.status !== 0) console.error('runtimes missing: the runtime conformance suite will fail');
 
 const tsc = run('typescript/bin/tsc', ['-p', 'tsconfig.json', '--noEmit']);
 if (tsc.status !== 0) console.error('typecheck failed');

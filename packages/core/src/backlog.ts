@@ -52,7 +52,9 @@ interface Episode {
  *
  * Where a socket has no such queue (a runtime without it, or a stream that is not a TCP socket),
  * the stream's own `writableLength` stands in, and only its shrinking counts: a whole write must
- * complete for it to move, so progress inside one large write is not seen there.
+ * complete for it to move, so progress inside one large write is not seen there. Where that is
+ * empty too while the WebSocket still holds bytes for the peer (Bun's `ws` sends by a native path
+ * that leaves the socket's stream empty), its `bufferedAmount` stands in, the same way.
  *
  * Like the wheel, it keeps one number per slot in a typed array and allocates nothing per look;
  * only a connection with a backlog has an entry of its own, for as long as the backlog and its
@@ -84,18 +86,18 @@ export class SendBacklog {
   }
 
   /**
-   * Looks at the queue of `socket` (slot `id`) and returns until when it shows the peer alive:
+   * Looks at the queue of `socket` (slot `id`, under `ws`) and returns until when it shows the peer alive:
    * `now` when the peer took bytes since the previous look, later when the queue has just emptied
    * (the kernels' tail, see the class), -Infinity when it shows nothing, and NaN when a queue has
    * formed since the previous look (whether the peer takes from it, the next look will tell).
    */
-  look(id: number, socket: Duplex, now: number, minTail: number): number {
+  look(id: number, socket: Duplex, now: number, minTail: number, ws?: { readonly bufferedAmount: number }): number {
     const raw = socket as RawSocket;
     const owner = raw._parent ?? raw;
     const mark = this.marks[id]!;
     const inLibuv = owner._handle?.writeQueueSize;
     const libuv = typeof inLibuv === 'number';
-    const queued = libuv ? inLibuv : (raw.writableLength ?? 0);
+    const queued = libuv ? inLibuv : raw.writableLength || (ws?.bufferedAmount ?? 0);
     this.marks[id] = queued;
     const dispatched = libuv && owner === raw ? raw._bytesDispatched : undefined;
     const accepted = typeof dispatched === 'number' ? dispatched - queued : -1;

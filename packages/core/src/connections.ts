@@ -14,7 +14,12 @@ export const TERMINATED = 3;
 export const IDLE_ONLY = 1;
 /** `traits` bit: the route answers application-level heartbeats. */
 export const APP_HEARTBEAT = 2;
-/** `traits` bit: the raw socket's reads are watched: every chunk is a sign of life, so frames need no store of their own. */
+/**
+ * `traits` bit: a read of the raw socket has been seen, so every chunk is a sign of life and
+ * frames need no store of their own. Set at the first read the engine sees, not at `track()`: on
+ * a runtime whose WebSocket reads its socket out of sight (Bun's `ws`), it never is, and the
+ * frames the engine can see prove life instead.
+ */
 export const READS_WATCHED = 4;
 
 /** `flags` bit: a ping is out, and no sign of life has answered it yet. */
@@ -34,7 +39,7 @@ export class ConnectionTable {
   remoteAddress: (string | undefined)[] = [];
   /** FREE, OPEN, CLOSING or TERMINATED. */
   state = new Uint8Array(0);
-  /** IDLE_ONLY, APP_HEARTBEAT and READS_WATCHED bits: fixed while the connection is tracked. */
+  /** IDLE_ONLY and APP_HEARTBEAT bits, fixed while the connection is tracked; READS_WATCHED, set at its first read. */
   traits = new Uint8Array(0);
   /** The PING_OUT bit. */
   flags = new Uint8Array(0);

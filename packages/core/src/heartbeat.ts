@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
 import { answerAppHeartbeat } from './app-heartbeat';
 import { SendBacklog } from './backlog';
-import { APP_HEARTBEAT, CLOSING, ConnectionTable, FREE, IDLE_ONLY, OPEN, PING_OUT, READS_WATCHED, TERMINATED } from './connections';
+import { APP_HEARTBEAT, CLOSING, ConnectionTable, FREE, IDLE_ONLY, OPEN, PING_OUT, TERMINATED } from './connections';
 import { fail, rethrow } from './errors';
 import { addressOf, idOf, intercept, interceptors, pingsDirectly, release, socketOf, type Interceptors } from './intercept';
 import { firstPingSpread, Liveness } from './liveness';
@@ -169,7 +169,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     table.socket[id] = socket;
     table.profile[id] = index;
     table.state[id] = OPEN;
-    table.traits[id] = (options.idleOnly ? IDLE_ONLY : 0) | (options.appHeartbeat ? APP_HEARTBEAT : 0) | (socket ? READS_WATCHED : 0);
+    table.traits[id] = (options.idleOnly ? IDLE_ONLY : 0) | (options.appHeartbeat ? APP_HEARTBEAT : 0);
     table.lastSeen[id] = now;
     table.trackedAt[id] = now;
     table.pingAt[id] = 0;

@@ -77,12 +77,17 @@ export function interceptors(table: ConnectionTable, on: ConnectionEvents): Inte
     // CLOSING, where it may stay forever if data is queued to a peer that stopped reading: the
     // close timeout starts there.
     socketEmit(event) {
-      if (event === 'data') table.lastSeen[this[kId]!] = performance.now();
-      else if (event === 'end') on.closing(this[kId]!);
+      if (event === 'data') {
+        const id = this[kId]!;
+        table.lastSeen[id] = performance.now();
+        table.traits[id]! |= READS_WATCHED;
+      } else if (event === 'end') on.closing(this[kId]!);
       return Reflect.apply(Object.getPrototypeOf(this).emit, this, arguments) as boolean;
     },
     socketOnData() {
-      table.lastSeen[this[kId]!] = performance.now();
+      const id = this[kId]!;
+      table.lastSeen[id] = performance.now();
+      table.traits[id]! |= READS_WATCHED;
     },
     socketOnEnd() {
       on.closing(this[kId]!);
@@ -137,7 +142,10 @@ export function socketOf(ws: WebSocket): Duplex | undefined {
  * (RFC 6455 §5.4 allows one even between the fragments of a message).
  */
 export function pingsDirectly(ws: WebSocket, socket: Duplex | undefined): socket is Duplex {
-  return socket !== undefined && socket.writable && socketOf(ws) === socket && (ws as unknown as { _isServer?: boolean })._isServer === true;
+  const internals = ws as unknown as { _isServer?: boolean; _sender?: unknown };
+  // `_sender`: the frames of `ws` go through the same socket writes as ours. Bun's `ws` has none
+  // (its frames leave by a native path that a write to the socket could land in the middle of).
+  return socket !== undefined && socket.writable && socketOf(ws) === socket && internals._isServer === true && internals._sender != null;
 }
 
 /** The peer's address of a raw socket (a `net.Socket` under `ws`), if it has one. */

@@ -94,7 +94,7 @@ export class Liveness {
     // until it would have read it at the rate it was reading (see SendBacklog).
     let formed = false;
     if (socket !== undefined) {
-      const alive = this.backlog.look(id, socket, now, options.interval + options.timeout);
+      const alive = this.backlog.look(id, socket, now, options.interval + options.timeout, ws);
       if (alive > table.lastSeen[id]!) table.lastSeen[id] = alive;
       else formed = Number.isNaN(alive);
     }

@@ -74,6 +74,17 @@ describe('SendBacklog (fake clock)', () => {
     expect(b.look(2, tcp(0, 8 * MiB), 400, MIN_TAIL)).toBe(-Infinity);
   });
 
+  test("with neither libuv's queue nor the stream's length (Bun's ws), only the WebSocket's bufferedAmount shrinking counts", () => {
+    const b = backlog();
+    const socket = { _handle: null, writableLength: 0 } as never as Duplex;
+    const ws = (bufferedAmount: number) => ({ bufferedAmount });
+    expect(b.look(2, socket, 0, MIN_TAIL, ws(0))).toBe(-Infinity);
+    expect(b.look(2, socket, 100, MIN_TAIL, ws(12 * MiB))).toBeNaN(); // a queue formed
+    expect(b.look(2, socket, 200, MIN_TAIL, ws(13 * MiB))).toBe(-Infinity); // the application wrote more
+    expect(b.look(2, socket, 300, MIN_TAIL, ws(11 * MiB))).toBe(300);
+    expect(b.look(2, socket, 400, MIN_TAIL, ws(0))).toBeGreaterThan(400);
+  });
+
   test('without libuv\'s queue, only the stream\'s length shrinking counts', () => {
     const b = backlog();
     const stream = (length: number): Duplex => ({ writableLength: length }) as never;
