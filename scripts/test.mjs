@@ -5,10 +5,11 @@
 // then print the plain summary line `N passed, N failed` derived from jest's results.
 // Extra arguments go to jest (e.g. `pnpm test -- packages/core`).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { replaceRuntimeTable, runtimeTable } from './runtimes.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
@@ -60,6 +61,15 @@ try {
   failed += results.testResults.filter((r) => r.status === 'failed' && r.assertionResults.length === 0).length;
 } catch {
   failed += 1;
+}
+
+// The README's "Runtimes" table is what this run of the conformance suite saw, when it ran whole.
+try {
+  const table = runtimeTable(JSON.parse(readFileSync(resultsFile, 'utf8')));
+  const readme = join(root, 'README.md');
+  if (table !== undefined) writeFileSync(readme, replaceRuntimeTable(readFileSync(readme, 'utf8'), table));
+} catch (error) {
+  console.error(`the README's runtimes table was not updated: ${error.message}`);
 }
 
 console.log(`${passed} passed, ${failed} failed`);

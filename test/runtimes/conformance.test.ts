@@ -153,7 +153,7 @@ describe.each(RUNTIMES)('$name $version', (runtime: Runtime) => {
 
     // The queue to the peer is the engine's, the same under every adapter: one kind per runtime.
     (kind === 'core' ? it : it.skip)('a peer reading a 16 MiB download at 4 MB/s survives, its pong waiting behind the download: our queue moving proves it alive', async () => {
-      const reader = forkChild<TransferMessage>(cleanup, TRANSFER_PEER, { args: [server.url('/ws/transfer'), '0', 'plain'] });
+      const reader = forkChild<TransferMessage>(each, TRANSFER_PEER, { args: [server.url('/ws/transfer'), '0', 'plain'] });
       await childMessage(reader, 'open', ms(5000));
       reader.process.send({ cmd: 'read-slowly', rate: 4_000_000 });
       reader.process.send({ cmd: 'send', text: `!burst 16 ${MiB}` });
