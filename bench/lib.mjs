@@ -1,9 +1,13 @@
 // Small pieces shared by the benchmark's processes: one clock, a request/reply protocol over the
 // IPC channel of child_process.fork(), and the statistics of a list of samples.
 
-/** Milliseconds on CLOCK_MONOTONIC: the same clock in every process of this machine. */
+/**
+ * Milliseconds since the epoch, to a fraction: the same clock in every process of this machine,
+ * whatever runtime runs it (Bun's `process.hrtime` starts at its own start, so the monotonic clock
+ * is not shared with a server under Bun). The machine's clock is not stepped during a run.
+ */
 export function nowMs() {
-  return Number(process.hrtime.bigint()) / 1e6;
+  return performance.timeOrigin + performance.now();
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));

@@ -3,6 +3,9 @@
 //
 //   pnpm bench                 quick: N = 1,000 → bench/results/quick.json, table on stdout
 //   pnpm bench -- --full       N = 1,000, 5,000, 10,000, 19,000 → bench/results/latest.json and BENCHMARKS.md
+//   pnpm bench -- --runtime all       the servers under each runtime (node20, node22, node24, bun;
+//                              or a list of them): none, ws-readme and ours at N = 5,000 and 19,000
+//                              → bench/results/runtimes.json and the "Runtimes" section of BENCHMARKS.md
 //
 // For each N and contender: a server process (--expose-gc), load processes of at most 10,000
 // connections each (the open-file limit is 20,000 per process), and a probe process. Phases:
@@ -17,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { contenders } from './contenders.mjs';
 import { nowMs, ready, request, round, sleep, spread } from './lib.mjs';
-import { renderMarkdown, renderSummary, renderTable, writeBenchmarks } from './report.mjs';
+import { renderMarkdown, renderRuntimes, renderSummary, renderTable, writeBenchmarks, writeRuntimes } from './report.mjs';
+import { ensureRuntimes, runtimes } from '../scripts/runtimes.mjs';
 import { joinTrace } from './trace.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -46,6 +50,8 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '20' },
     // Instrumentation (trace.mjs): who was late for every healthy peer that was closed.
     trace: { type: 'boolean', default: false },
+    // The servers under other runtimes (scripts/runtimes.mjs): a list of names, or all.
+    runtime: { type: 'string' },
   },
 });
 
@@ -55,10 +61,38 @@ const windowIntervals = Number(args.window);
 const cpuIntervals = Number(args['cpu-window']);
 const perProcess = Number(args['per-process']);
 const batch = Number(args.batch);
-const counts = (args.connections ?? (args.full ? '1000,5000,10000,19000' : '1000')).split(',').map(Number);
-const names = (args.contenders ?? Object.keys(contenders).join(',')).split(',');
-const out = args.out ?? join(here, 'results', args.full ? 'latest.json' : 'quick.json');
-const markdown = args.markdown ?? (args.full ? join(root, 'BENCHMARKS.md') : undefined);
+const byRuntime = args.runtime !== undefined;
+const counts = (args.connections ?? (byRuntime ? '5000,19000' : args.full ? '1000,5000,10000,19000' : '1000')).split(',').map(Number);
+const names = (args.contenders ?? (byRuntime ? 'none,ws-readme,ws-heartbeat' : Object.keys(contenders).join(','))).split(',');
+const out = args.out ?? join(here, 'results', byRuntime ? 'runtimes.json' : args.full ? 'latest.json' : 'quick.json');
+const markdown = args.markdown ?? (args.full || byRuntime ? join(root, 'BENCHMARKS.md') : undefined);
+// Without --runtime, the server runs under the Node that runs this script, as it always has.
+const serverRuntimes = byRuntime ? pickRuntimes(args.runtime) : [{ name: 'host', bin: process.execPath, version: process.versions.node }];
+
+function pickRuntimes(list) {
+  if (!ensureRuntimes()) throw new Error('the pinned runtimes could not be installed (scripts/runtimes.mjs)');
+  const all = runtimes();
+  if (list === 'all') return all;
+  return list.split(',').map((name) => {
+    const found = all.find((r) => r.name === name);
+    if (!found) throw new Error(`Unknown runtime "${name}": one of ${all.map((r) => r.name).join(', ')}, or all`);
+    return found;
+  });
+}
+
+/**
+ * CPU seconds a process has used, from /proc (utime + stime, in clock ticks): the same measure
+ * under every runtime. Bun's process.cpuUsage() reports no user time.
+ */
+const CLOCK_TICK_MS = 1000 / Number(execSync('getconf CLK_TCK').toString().trim());
+function procCpu(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat(5), counted from the state letter, which is field 3.
+  const user = Number(fields[11]) * CLOCK_TICK_MS;
+  const system = Number(fields[12]) * CLOCK_TICK_MS;
+  return { ms: user + system, userMs: user, at: nowMs() };
+}
 
 for (const name of names) if (!contenders[name]) throw new Error(`Unknown contender "${name}": one of ${Object.keys(contenders).join(', ')}`);
 for (const n of counts) if (!(n > 0 && n <= 19_000)) throw new Error(`Connections must be 1…19,000 (the open-file limit is 20,000 per process): got ${n}`);
@@ -81,14 +115,18 @@ async function stop(child) {
 }
 
 /** Runs one contender at N connections and returns its raw figures. */
-async function runOne(name, connections) {
+async function runOne(name, connections, runtime) {
   const contender = contenders[name];
   const bound = contender.bound({ interval, timeout });
   const children = [];
   try {
     // BENCH_SERVER_FLAGS adds Node flags to the server process, e.g. "--cpu-prof" to profile it.
     const flags = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean);
-    const server = start('server.mjs', { contender: name, interval, timeout, trace: args.trace }, ['--expose-gc', ...flags]);
+    const server = fork(join(here, 'server.mjs'), [JSON.stringify({ contender: name, interval, timeout, trace: args.trace })], {
+      execPath: runtime.bin,
+      execArgv: ['--expose-gc', ...flags],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     children.push(server);
     const { port, heapBytes: heapBefore } = await ready(server, `${name} server`);
     const url = `${contender.client === 'socket.io' ? 'http' : 'ws'}://127.0.0.1:${port}`;
@@ -113,9 +151,10 @@ async function runOne(name, connections) {
     await sleep(2 * (interval + timeout));
 
     // Heartbeat CPU: a quiet window (no probe), so the difference to `none` is the heartbeat's.
-    const cpuStart = await request(server, 'cpu');
+    const cpu = () => (byRuntime ? procCpu(server.pid) : request(server, 'cpu'));
+    const cpuStart = await cpu();
     await sleep(cpuIntervals * interval);
-    const cpuEnd = await request(server, 'cpu');
+    const cpuEnd = await cpu();
     const cpuIntervalsSeen = (cpuEnd.at - cpuStart.at) / interval;
     const cpuMsPerInterval = (cpuEnd.ms - cpuStart.ms) / cpuIntervalsSeen;
     const cpuUserMsPerInterval = (cpuEnd.userMs - cpuStart.userMs) / cpuIntervalsSeen;
@@ -187,6 +226,7 @@ async function runOne(name, connections) {
 
     return {
       contender: name,
+      ...(byRuntime ? { runtime: `${runtime.name} ${runtime.version}` } : {}),
       connections,
       interval,
       timeout,
@@ -224,7 +264,7 @@ function mapValues(object, fn) {
 /** Figures above the `none` contender at the same N, as the results file reports them. */
 function relativeToNone(runs) {
   for (const run of runs) {
-    const floor = runs.find((r) => r.contender === 'none' && r.connections === run.connections);
+    const floor = runs.find((r) => r.contender === 'none' && r.connections === run.connections && r.runtime === run.runtime);
     run.cpuMsPerInterval = floor ? round(run.cpuMsPerIntervalRaw - floor.cpuMsPerIntervalRaw) : null;
     run.heapBytesPerConnection = floor ? run.heapBytesPerConnectionRaw - floor.heapBytesPerConnectionRaw : null;
     run.detectionRatio = run.detectionMs && run.boundMs ? mapValues(run.detectionMs, (v) => round(v / run.boundMs, 3)) : null;
@@ -255,24 +295,28 @@ function machine() {
 
 const runs = [];
 const started = nowMs();
-for (const connections of counts) {
-  for (const name of names) {
-    log(`${name} N=${connections}: starting`);
-    runs.push(await runOne(name, connections));
+for (const runtime of serverRuntimes) {
+  for (const connections of counts) {
+    for (const name of names) {
+      log(`${name} N=${connections}${byRuntime ? ` on ${runtime.name}` : ''}: starting`);
+      runs.push(await runOne(name, connections, runtime));
+    }
   }
 }
 const results = {
   machine: machine(),
-  settings: { interval, timeout, windowIntervals, cpuIntervals, stallMs: 3 * (interval + timeout), perProcess, batch, full: args.full },
+  settings: { interval, timeout, windowIntervals, cpuIntervals, stallMs: 3 * (interval + timeout), perProcess, batch, full: args.full, ...(byRuntime ? { runtimes: serverRuntimes.map((r) => `${r.name} ${r.version}`), cpu: '/proc/<pid>/stat' } : {}) },
   runs: relativeToNone(runs),
 };
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
 log(`done in ${((nowMs() - started) / 60_000).toFixed(1)} min: ${relative(process.cwd(), out)}`);
 if (markdown) {
-  writeBenchmarks(markdown, renderMarkdown(results, { resultsPath: relative(dirname(markdown), out) }));
+  const resultsPath = relative(dirname(markdown), out);
+  if (byRuntime) writeRuntimes(markdown, renderRuntimes(results, { resultsPath }));
+  else writeBenchmarks(markdown, renderMarkdown(results, { resultsPath }));
   log(`wrote ${relative(process.cwd(), markdown)}`);
 }
-console.log(renderTable(results));
+console.log(byRuntime ? renderRuntimes(results, { resultsPath: relative(process.cwd(), out) }) : renderTable(results));
 // Last, so that it is what a reader sees: what went wrong in each run.
 console.log(['Summary:', ...renderSummary(results).map((line) => `- ${line}`)].join('\n'));

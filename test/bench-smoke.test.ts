@@ -226,3 +226,50 @@ describe('bench/cluster.mjs', () => {
     expect(output).toMatch(/^- on N=30 round 1: healthy peers closed 0; cluster commands timed out 0, failed 0; isOnline rejected 0, wrong 0;/m);
   });
 });
+
+describe('bench/run.mjs --runtime', () => {
+  let dir: string;
+  let output = '';
+  let code: number | null = null;
+  const cleanup = useCleanup('all');
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'wsh-bench-runtime-'));
+    cleanup.defer(() => rmSync(dir, { recursive: true, force: true }));
+    const args = [
+      'bench/run.mjs',
+      ...['--runtime', 'bun', '--connections', String(N), '--contenders', 'ws-heartbeat,none'],
+      ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--window', '10', '--cpu-window', '5'],
+      ...['--out', join(dir, 'results.json'), '--markdown', join(dir, 'BENCHMARKS.md')],
+    ];
+    ({ code, output } = await runScript(args));
+  }, ms(120_000));
+
+  const results = () => JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { runs: Array<Run & { runtime: string }> };
+
+  it('runs the servers under the runtime asked for, through every phase, and exits 0', () => {
+    if (code !== 0) throw new Error(`bench exited ${code}:\n${output}`);
+    expect(results().runs.map((r) => [r.runtime, r.contender])).toEqual([
+      ['bun 1.4.5', 'none'],
+      ['bun 1.4.5', 'ws-heartbeat'],
+    ]);
+  });
+
+  it('measures ours against none under that runtime: CPU from /proc, every silent peer detected, no healthy peer closed', () => {
+    const ours = results().runs.find((r) => r.contender === 'ws-heartbeat')!;
+    expect(ours.cpuMsPerInterval).not.toBeNull();
+    expect(ours.probeSamples).toBeGreaterThan(0);
+    expect(ours.detected).toBe(ours.silentPeers);
+    expect(ours.detectionMs!.min).toBeGreaterThanOrEqual(INTERVAL + TIMEOUT - EPSILON - 5);
+    expect(ours.falseTerminations).toBe(0);
+    expect(ours.unexpectedCloses).toBe(0);
+  });
+
+  it('writes the Runtimes section of the Markdown report, with what went wrong in its own columns', () => {
+    const markdown = readFileSync(join(dir, 'BENCHMARKS.md'), 'utf8');
+    expect(markdown).toContain('## Runtimes');
+    expect(markdown).toContain('| bun 1.4.5 | **ws-heartbeat** |');
+    expect(markdown).toContain('false terminations');
+    expect(markdown).toContain('healthy peers closed outside the stall');
+  });
+});
