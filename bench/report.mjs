@@ -139,12 +139,14 @@ machine, every contender under the same client load.
 npx -y pnpm@10 install
 npx -y pnpm@10 bench             # quick: N = 1,000, about six minutes → bench/results/quick.json
 npx -y pnpm@10 bench -- --full   # N = 1,000, 5,000, 10,000, 19,000 → bench/results/latest.json and this file
+npx -y pnpm@10 bench -- --runtime all   # the servers under Node 20, 22, 24 and Bun: N = 5,000 and 19,000 → bench/results/runtimes.json and the Runtimes section of this file
 \`\`\`
 
 Options: \`--connections 1000,5000\`, \`--contenders none,ws-readme,ws-heartbeat\`, \`--interval\`
 and \`--timeout\` (ms), \`--window\` and \`--cpu-window\` (intervals measured for the probe and for
 CPU), \`--per-process\` and \`--batch\` (the load), \`--out\` and \`--markdown\` (where results go),
-\`--trace\` (instrumentation; see below).
+\`--trace\` (instrumentation; see below), \`--runtime node22,bun\` (the servers under those runtimes,
+from \`scripts/runtimes.mjs\`, which installs them when missing; \`all\` for every one).
 \`BENCH_SERVER_FLAGS="--cpu-prof"\` passes Node flags to the server processes.
 \`node bench/report.mjs\` rewrites this file from \`bench/results/latest.json\`.
 

@@ -215,6 +215,12 @@ describe.each(RUNTIMES)('$name $version', (runtime: Runtime) => {
       expect(stats.terminations['close-timeout']).toBe(runtime.name === 'bun' ? 0 : 1); // the FIN-only peer
     });
 
+    (kind === 'core' ? it : it.skip)("the engine says once, at info, where the runtime reads sockets out of its sight (Bun), and never on Node", () => {
+      const said = server.said.filter((s) => s.type === 'log' && String(s.msg).includes('out of sight'));
+      if (runtime.name === 'bun') expect(said).toMatchObject([{ level: 'info', fields: { runtime: `bun ${runtime.version}` } }]);
+      else expect(said).toEqual([]);
+    });
+
     it(`close() sends ${retryWithin === undefined ? '1001' : '1012 with the retry hint'} to every connection, then the process exits by itself`, async () => {
       const open = await Promise.all([client('/ws/echo'), client('/ws/slow')]);
       await server.control('close');

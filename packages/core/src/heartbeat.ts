@@ -54,6 +54,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly liveness: Liveness;
   private readonly interceptors: Interceptors;
   private readonly load: LoadMonitor;
+  /** The runtime's unseen reads were logged (see tellReadsUnseen). */
+  private readsUnseenTold = false;
 
   private readonly timer = new TickTimer((now, lateMs) => this.onTick(now, lateMs));
 
@@ -106,6 +108,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
         return true;
       },
       pong: (ws, id) => this.onPong(ws, id),
+      readsUnseen: () => this.tellReadsUnseen(),
       closing: (id) => this.markClosing(id),
       closed: (id) => this.untrack(id),
     });
@@ -279,6 +282,19 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     table.flags[id]! |= PING_OUT;
     if (this.listenerCount('ping') !== 0) this.emitSafely('ping', ws, profile.name);
     return at;
+  }
+
+  /**
+   * Says once, at info, that this runtime reads the sockets out of the engine's sight (Bun's `ws`
+   * does): whole frames prove life there, so a frame that takes longer than `interval + timeout`
+   * to arrive is not seen in progress.
+   */
+  private tellReadsUnseen(): void {
+    if (this.readsUnseenTold) return;
+    this.readsUnseenTold = true;
+    if (this.logger === false) return;
+    const runtime = process.versions.bun === undefined ? `node ${process.versions.node}` : `bun ${process.versions.bun}`;
+    this.logger.info({ runtime }, 'ws-heartbeat: this runtime reads WebSocket sockets out of sight: whole frames prove life, so a single frame must arrive within interval + timeout');
   }
 
   private onPong(ws: WebSocket, id: number): void {

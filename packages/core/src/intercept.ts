@@ -21,6 +21,8 @@ export interface ConnectionEvents {
   /** A message on a route with `appHeartbeat`: true when it was a heartbeat, which the engine answered and consumed. */
   appMessage(ws: WebSocket, id: number, data: RawData, isBinary: boolean): boolean;
   pong(ws: WebSocket, id: number): void;
+  /** A frame arrived on a connection whose raw socket was never seen read: the runtime reads it out of sight (Bun). */
+  readsUnseen(id: number): void;
   /** A close began: the application's `close()`, or the peer's FIN. */
   closing(id: number): void;
   /** `ws` emitted `'close'`: forget the connection. */
@@ -42,6 +44,11 @@ export interface Interceptors {
  * here: one store per read, or per frame where reads are not watched.
  */
 export function interceptors(table: ConnectionTable, on: ConnectionEvents): Interceptors {
+  /** A frame where no read of the socket was seen: the frame is the sign of life. */
+  const frameOnly = (id: number): void => {
+    table.lastSeen[id] = performance.now();
+    if (table.socket[id] !== undefined) on.readsUnseen(id);
+  };
   return {
     // Frames prove life (unless the raw socket's reads already did), pongs end a ping, 'close'
     // forgets the connection, and an 'error' nobody listens to is dropped instead of thrown (`ws`
@@ -51,10 +58,10 @@ export function interceptors(table: ConnectionTable, on: ConnectionEvents): Inte
       switch (event) {
         case 'message':
           if ((table.traits[id]! & APP_HEARTBEAT) !== 0 && on.appMessage(this, id, data as RawData, isBinary === true)) return true;
-          if ((table.traits[id]! & READS_WATCHED) === 0) table.lastSeen[id] = performance.now();
+          if ((table.traits[id]! & READS_WATCHED) === 0) frameOnly(id);
           break;
         case 'ping':
-          if ((table.traits[id]! & READS_WATCHED) === 0) table.lastSeen[id] = performance.now();
+          if ((table.traits[id]! & READS_WATCHED) === 0) frameOnly(id);
           break;
         case 'pong':
           on.pong(this, id);
