@@ -47,30 +47,40 @@ async function runScript(args: string[]): Promise<{ code: number | null; output:
   return { code, output };
 }
 
-describe('bench/run.mjs', () => {
-  let dir: string;
-  let output = '';
-  let code: number | null = null;
+interface BenchRun {
+  /** Its exit code and all it printed, once the describe's beforeAll ran it. */
+  code: number | null;
+  output: string;
+  /** A file of the temp folder its results go to. */
+  file(name: string): string;
+}
+
+/** Runs a bench script once for the describe it is called in (beforeAll), its results into a temp folder removed afterwards. */
+function useBenchRun(prefix: string, args: (file: (name: string) => string) => string[]): BenchRun {
+  let dir = '';
+  const run: BenchRun = { code: null, output: '', file: (name) => join(dir, name) };
   const cleanup = useCleanup('all');
-
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'wsh-bench-'));
+    dir = mkdtempSync(join(tmpdir(), prefix));
     cleanup.defer(() => rmSync(dir, { recursive: true, force: true }));
-    const args = [
-      'bench/run.mjs',
-      ...['--connections', String(N), '--contenders', 'ws-heartbeat,none'],
-      ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--window', '10', '--cpu-window', '5'],
-      ...['--out', join(dir, 'results.json'), '--markdown', join(dir, 'BENCHMARKS.md')],
-    ];
-    ({ code, output } = await runScript(args));
+    Object.assign(run, await runScript(args(run.file)));
   }, ms(120_000));
+  return run;
+}
 
+describe('bench/run.mjs', () => {
+  const bench = useBenchRun('wsh-bench-', (file) => [
+    'bench/run.mjs',
+    ...['--connections', String(N), '--contenders', 'ws-heartbeat,none'],
+    ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--window', '10', '--cpu-window', '5'],
+    ...['--out', file('results.json'), '--markdown', file('BENCHMARKS.md')],
+  ]);
 
-  const results = () => JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { machine: { node: string }; runs: Run[] };
+  const results = () => JSON.parse(readFileSync(bench.file('results.json'), 'utf8')) as { machine: { node: string }; runs: Run[] };
   const run = (contender: string) => results().runs.find((r) => r.contender === contender)!;
 
   it('runs every phase and exits 0', () => {
-    if (code !== 0) throw new Error(`bench exited ${code}:\n${output}`);
+    if (bench.code !== 0) throw new Error(`bench exited ${bench.code}:\n${bench.output}`);
     expect(results().machine.node).toBe(process.version);
     // none first: the others are reported above it.
     expect(results().runs.map((r) => r.contender)).toEqual(['none', 'ws-heartbeat']);
@@ -95,7 +105,7 @@ describe('bench/run.mjs', () => {
   it('ours closed no healthy peer outside the stall phase (the count is also in the table and the summary line)', () => {
     const ours = run('ws-heartbeat');
     expect({ closes: ours.unexpectedCloses, reasons: ours.unexpectedCloseReasons }).toEqual({ closes: 0, reasons: {} });
-    expect(output).toMatch(/^- ws-heartbeat N=200: healthy peers closed outside the stall 0;/m);
+    expect(bench.output).toMatch(/^- ws-heartbeat N=200: healthy peers closed outside the stall 0;/m);
   });
 
   it('times every silent peer from its last frame to the server closing it', () => {
@@ -111,7 +121,7 @@ describe('bench/run.mjs', () => {
   });
 
   it('writes the Markdown report with both contenders and the ratios', () => {
-    const markdown = readFileSync(join(dir, 'BENCHMARKS.md'), 'utf8');
+    const markdown = readFileSync(bench.file('BENCHMARKS.md'), 'utf8');
     expect(markdown).toMatch(/^\| none \|/m);
     expect(markdown).toMatch(/^\| \*\*ws-heartbeat\*\* \|/m);
     expect(markdown).toMatch(/^\| 200 \| none \|/m);
@@ -154,28 +164,18 @@ interface ClusterRun {
 describe('bench/cluster.mjs', () => {
   const CLUSTER_N = 30;
   const CALLS = 20;
-  let dir: string;
-  let output = '';
-  let code: number | null = null;
-  const cleanup = useCleanup('all');
+  const bench = useBenchRun('wsh-bench-cluster-', (file) => [
+    'bench/cluster.mjs',
+    ...['--connections', String(CLUSTER_N), '--rounds', '1', '--calls', String(CALLS)],
+    ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--cpu-window', '3', '--window', '3', '--idle-window', '0', '--warmup', '0', '--memory-readings', '1'],
+    ...['--out', file('cluster.json'), '--markdown', file('cluster.md')],
+  ]);
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'wsh-bench-cluster-'));
-    cleanup.defer(() => rmSync(dir, { recursive: true, force: true }));
-    const args = [
-      'bench/cluster.mjs',
-      ...['--connections', String(CLUSTER_N), '--rounds', '1', '--calls', String(CALLS)],
-      ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--cpu-window', '3', '--window', '3', '--idle-window', '0', '--warmup', '0', '--memory-readings', '1'],
-      ...['--out', join(dir, 'cluster.json'), '--markdown', join(dir, 'cluster.md')],
-    ];
-    ({ code, output } = await runScript(args));
-  }, ms(120_000));
-
-  const results = () => JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as { runs: ClusterRun[] };
+  const results = () => JSON.parse(readFileSync(bench.file('cluster.json'), 'utf8')) as { runs: ClusterRun[] };
   const on = () => results().runs.find((r) => r.mode === 'on')!;
 
   it('runs every configuration and exits 0', () => {
-    if (code !== 0) throw new Error(`bench exited ${code}:\n${output}`);
+    if (bench.code !== 0) throw new Error(`bench exited ${bench.code}:\n${bench.output}`);
     expect(results().runs.map((r) => r.mode)).toEqual(['floor', 'off', 'on']);
   });
 
@@ -220,35 +220,25 @@ describe('bench/cluster.mjs', () => {
   });
 
   it('writes the Markdown tables, the targets and what went wrong in each run', () => {
-    const markdown = readFileSync(join(dir, 'cluster.md'), 'utf8');
+    const markdown = readFileSync(bench.file('cluster.md'), 'utf8');
     expect(markdown).toMatch(/^\| 30 \| \*\*on\*\* \| 1 \|/m);
     expect(markdown).toContain('## Targets');
-    expect(output).toMatch(/^- on N=30 round 1: healthy peers closed 0; cluster commands timed out 0, failed 0; isOnline rejected 0, wrong 0;/m);
+    expect(bench.output).toMatch(/^- on N=30 round 1: healthy peers closed 0; cluster commands timed out 0, failed 0; isOnline rejected 0, wrong 0;/m);
   });
 });
 
 describe('bench/run.mjs --runtime', () => {
-  let dir: string;
-  let output = '';
-  let code: number | null = null;
-  const cleanup = useCleanup('all');
+  const bench = useBenchRun('wsh-bench-runtime-', (file) => [
+    'bench/run.mjs',
+    ...['--runtime', 'bun', '--connections', String(N), '--contenders', 'ws-heartbeat,none'],
+    ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--window', '10', '--cpu-window', '5'],
+    ...['--out', file('results.json'), '--markdown', file('BENCHMARKS.md')],
+  ]);
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'wsh-bench-runtime-'));
-    cleanup.defer(() => rmSync(dir, { recursive: true, force: true }));
-    const args = [
-      'bench/run.mjs',
-      ...['--runtime', 'bun', '--connections', String(N), '--contenders', 'ws-heartbeat,none'],
-      ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--window', '10', '--cpu-window', '5'],
-      ...['--out', join(dir, 'results.json'), '--markdown', join(dir, 'BENCHMARKS.md')],
-    ];
-    ({ code, output } = await runScript(args));
-  }, ms(120_000));
-
-  const results = () => JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { runs: Array<Run & { runtime: string }> };
+  const results = () => JSON.parse(readFileSync(bench.file('results.json'), 'utf8')) as { runs: Array<Run & { runtime: string }> };
 
   it('runs the servers under the runtime asked for, through every phase, and exits 0', () => {
-    if (code !== 0) throw new Error(`bench exited ${code}:\n${output}`);
+    if (bench.code !== 0) throw new Error(`bench exited ${bench.code}:\n${bench.output}`);
     expect(results().runs.map((r) => [r.runtime, r.contender])).toEqual([
       ['bun 1.4.5', 'none'],
       ['bun 1.4.5', 'ws-heartbeat'],
@@ -266,7 +256,7 @@ describe('bench/run.mjs --runtime', () => {
   });
 
   it('writes the Runtimes section of the Markdown report, with what went wrong in its own columns', () => {
-    const markdown = readFileSync(join(dir, 'BENCHMARKS.md'), 'utf8');
+    const markdown = readFileSync(bench.file('BENCHMARKS.md'), 'utf8');
     expect(markdown).toContain('## Runtimes');
     expect(markdown).toContain('| bun 1.4.5 | **ws-heartbeat** |');
     expect(markdown).toContain('false terminations');
