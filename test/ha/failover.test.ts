@@ -181,8 +181,11 @@ describe('HA: a backend lost behind nginx', () => {
     // The page: dead by its heartbeat, back on a survivor.
     const pageBack = await page.helloAfter(stoppedAt, ms(15_000), victimName);
     const pageDead = (await page.events()).find((e) => e.type === 'dead' && e.at >= stoppedAt);
-    expect(pageDead?.reason).toBe('timeout');
-    expect(pageDead!.at - stoppedAt).toBeLessThanOrEqual(bound);
+    // Once seen (1 of about 10 fresh-clone runs): the page's 'dead' 7.6 s after the stop. What the
+    // page saw is in the failure, to tell a late page timer from a page that had already moved.
+    if (pageDead?.reason !== 'timeout' || pageDead.at - stoppedAt > bound) {
+      throw new Error(`the page's verdict, ${bound} ms allowed: stopped at ${stoppedAt} (${victimName}); hellos ${JSON.stringify(await page.hellos())}; events ${JSON.stringify(await page.events())}`);
+    }
 
     const detection = spread(detected.map((e) => e.at - stoppedAt));
     const reconnect = spread(victims.map((c) => helloElsewhere(c, victimName, stoppedAt)!.at - stoppedAt));
