@@ -53,12 +53,12 @@ export function now(): number {
 
 /**
  * Polls `check` every few milliseconds until it returns true or `timeout` (real ms) passes.
- * Rejects with `message` on timeout.
+ * Rejects with `message` on timeout (a function is called then, to describe what was seen).
  */
-export async function waitFor(check: () => boolean, timeout: number, message = 'condition'): Promise<void> {
+export async function waitFor(check: () => boolean, timeout: number, message: string | (() => string) = 'condition'): Promise<void> {
   const deadline = now() + timeout;
   while (!check()) {
-    if (now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${message}`);
+    if (now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${typeof message === 'function' ? message() : message}`);
     await sleep(5);
   }
 }

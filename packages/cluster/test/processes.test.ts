@@ -79,7 +79,7 @@ describe('cluster nodes in processes of their own', () => {
       return [ours.map((n) => [n?.connections, n?.routes['/ws']?.connections]), totals.connections, totals.online];
     };
     expect(await settle(nodeFigures, [[[100, 100], [100, 100], [100, 100]], 300, 310], INTERVAL + ms(3_000))).toEqual([[[100, 100], [100, 100], [100, 100]], 300, 310]);
-    for (const app of apps) await waitFor(() => app.events('online').length >= 310, ms(3_000), 'every online event on every app');
+    for (const app of apps) await waitFor(() => app.events('online').length >= 310, ms(3_000), () => `every online event on every app (seen: ${apps.map((a) => a.events('online').length).join(', ')} of 310)`);
 
     // kill -9 a Fastify node.
     apps[0]!.child.process.kill('SIGKILL');
