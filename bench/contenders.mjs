@@ -20,6 +20,49 @@ export const contenders = {
     setup() {},
   },
 
+  /**
+   * The yardstick, not a product: the least a heartbeat can do on `ws`. One prebuilt ping frame
+   * written straight to each raw socket, in ticks of 5 ms that each take an even share of the
+   * connections; pongs are not even counted (`ws` parses them whether anyone listens or not); no
+   * verdicts, so a dead peer is never noticed. Its CPU above `none` is the wire's floor: one 2-byte
+   * write and one small read per connection per interval.
+   */
+  floor: {
+    client: 'ws',
+    bound: () => null,
+    setup({ interval, wss, heartbeatSent }) {
+      const PING = Buffer.from([0x89, 0x00]);
+      const TICK_MS = 5;
+      const ticks = Math.max(1, Math.round(interval / TICK_MS));
+      /** The open connections' raw sockets; a closed one is swapped with the last. */
+      const sockets = [];
+      const slot = new WeakMap();
+      function forget() {
+        const index = slot.get(this);
+        const last = sockets.pop();
+        if (last !== this) {
+          sockets[index] = last;
+          slot.set(last, index);
+        }
+      }
+      wss.on('connection', (ws, req) => {
+        slot.set(req.socket, sockets.length);
+        sockets.push(req.socket);
+        req.socket.once('close', forget);
+      });
+      let tick = 0;
+      const timer = setInterval(() => {
+        // Tick t of an interval pings the t-th share: [t·n/ticks, (t+1)·n/ticks).
+        const n = sockets.length;
+        const end = Math.floor(((tick + 1) * n) / ticks);
+        for (let i = Math.floor((tick * n) / ticks); i < end; i++) sockets[i].write(PING);
+        tick = (tick + 1) % ticks;
+        heartbeatSent();
+      }, TICK_MS);
+      wss.on('close', () => clearInterval(timer));
+    },
+  },
+
   /** The recipe from the `ws` README: one setInterval over wss.clients, isAlive flag per client. */
   'ws-readme': {
     client: 'ws',

@@ -23,6 +23,7 @@ import { nowMs, ready, request, round, sleep, spread } from './lib.mjs';
 import { renderMarkdown, renderRuntimes, renderSummary, renderTable, writeBenchmarks, writeRuntimes } from './report.mjs';
 import { ensureRuntimes, runtimes } from '../scripts/runtimes.mjs';
 import { joinTrace } from './trace.mjs';
+import { renderProfile, summarize } from './profile.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -52,6 +53,10 @@ const { values: args } = parseArgs({
     trace: { type: 'boolean', default: false },
     // The servers under other runtimes (scripts/runtimes.mjs): a list of names, or all.
     runtime: { type: 'string' },
+    // V8's sampling profiler in the server over the quiet CPU window: a .cpuprofile per run in
+    // bench/results/profiles/, and its top frames in the results (profile.mjs). The profiler's own
+    // cost inflates that run's CPU figures.
+    profile: { type: 'boolean', default: false },
   },
 });
 
@@ -152,9 +157,19 @@ async function runOne(name, connections, runtime) {
 
     // Heartbeat CPU: a quiet window (no probe), so the difference to `none` is the heartbeat's.
     const cpu = () => (byRuntime ? procCpu(server.pid) : request(server, 'cpu'));
+    const profilePath = args.profile ? join(here, 'results', 'profiles', `${name}-${connections}${byRuntime ? `-${runtime.name}` : ''}.cpuprofile`) : undefined;
+    if (profilePath) await request(server, 'profileStart');
     const cpuStart = await cpu();
     await sleep(cpuIntervals * interval);
     const cpuEnd = await cpu();
+    let profile;
+    if (profilePath) {
+      mkdirSync(dirname(profilePath), { recursive: true });
+      await request(server, 'profileStop', { path: profilePath });
+      const summary = summarize(JSON.parse(readFileSync(profilePath, 'utf8')));
+      profile = { file: relative(root, profilePath), busyMs: round(summary.busyMs, 0), owners: summary.owners, top: summary.frames.slice(0, 20) };
+      log(`${name} N=${connections}: profile ${relative(process.cwd(), profilePath)}\n${renderProfile(`${name} N=${connections}`, summary)}`);
+    }
     const cpuIntervalsSeen = (cpuEnd.at - cpuStart.at) / interval;
     const cpuMsPerInterval = (cpuEnd.ms - cpuStart.ms) / cpuIntervalsSeen;
     const cpuUserMsPerInterval = (cpuEnd.userMs - cpuStart.userMs) / cpuIntervalsSeen;
@@ -251,6 +266,7 @@ async function runOne(name, connections, runtime) {
       loadLagMaxMs: round(loadLagMaxMs, 0),
       openLagMaxMs: round(Math.max(...opened.map((o) => o.lagMaxMs)), 0),
       ...(trace ? { trace } : {}),
+      ...(profile ? { profile } : {}),
     };
   } finally {
     await Promise.all(children.map(stop));
