@@ -93,24 +93,27 @@ export class SendBacklog {
    */
   look(id: number, socket: Duplex, now: number, minTail: number, ws?: { readonly bufferedAmount: number }): number {
     const raw = socket as RawSocket;
-    const owner = raw._parent ?? raw;
     const mark = this.marks[id]!;
+    let episode = this.episodes.size === 0 ? undefined : this.episodes.get(id);
+    // The common case, read from JavaScript alone: nothing was queued at the previous look and the
+    // stream holds nothing now. libuv holds bytes only for a write still in progress, which the
+    // stream counts until it completes, so its queue is empty too (no native call needed).
+    if (mark === 0 && raw._parent == null && raw.writableLength === 0 && (ws === undefined || ws.bufferedAmount === 0)) {
+      return episode === undefined ? -Infinity : this.#tail(id, episode, now);
+    }
+    const owner = raw._parent ?? raw;
     const inLibuv = owner._handle?.writeQueueSize;
     const libuv = typeof inLibuv === 'number';
     const queued = libuv ? inLibuv : raw.writableLength || (ws?.bufferedAmount ?? 0);
     this.marks[id] = queued;
     const dispatched = libuv && owner === raw ? raw._bytesDispatched : undefined;
     const accepted = typeof dispatched === 'number' ? dispatched - queued : -1;
-    let episode = this.episodes.size === 0 ? undefined : this.episodes.get(id);
     if (mark === 0) {
       if (queued > 0) {
         this.episodes.set(id, { since: now, taken: 0, accepted, until: Number.NaN });
         return Number.NaN;
       }
-      if (episode === undefined) return -Infinity;
-      if (now < episode.until) return episode.until;
-      this.episodes.delete(id);
-      return -Infinity;
+      return episode === undefined ? -Infinity : this.#tail(id, episode, now);
     }
     if (episode === undefined || !Number.isNaN(episode.until)) {
       episode = { since: now, taken: 0, accepted, until: Number.NaN };
@@ -128,5 +131,12 @@ export class SendBacklog {
     const tail = elapsed > 0 ? Math.min((KERNEL_TAIL_BYTES * elapsed) / episode.taken, Math.max(elapsed, minTail)) : minTail;
     episode.until = now + tail;
     return episode.until;
+  }
+
+  /** With nothing queued: the end of the kernels' tail while it lasts, then -Infinity (the episode is over). */
+  #tail(id: number, episode: Episode, now: number): number {
+    if (now < episode.until) return episode.until;
+    this.episodes.delete(id);
+    return -Infinity;
   }
 }

@@ -50,6 +50,13 @@ export class ConnectionTable {
   trackedAt = new Float64Array(0);
   /** When the latest ping was written (0: never pinged). */
   pingAt = new Float64Array(0);
+  /**
+   * What the next ping is anchored to: the end of the tick in which the latest ping was due, not
+   * the moment it was written (0: never pinged). A late tick writes its pings late, and anchoring
+   * to that moment would move its connections into the following tick, where they would stay:
+   * ticks would merge into ever larger bursts.
+   */
+  beatAt = new Float64Array(0);
   /** When the connection entered CLOSING. */
   closingAt = new Float64Array(0);
   /** The latest ping → pong round trip, ms (NaN: none yet). */
@@ -105,6 +112,7 @@ export class ConnectionTable {
     this.lastSeen = copy(this.lastSeen, new Float64Array(capacity));
     this.trackedAt = copy(this.trackedAt, new Float64Array(capacity));
     this.pingAt = copy(this.pingAt, new Float64Array(capacity));
+    this.beatAt = copy(this.beatAt, new Float64Array(capacity));
     this.closingAt = copy(this.closingAt, new Float64Array(capacity));
     this.latestRtt = copy(this.latestRtt, new Float32Array(capacity));
     this.grown(capacity);

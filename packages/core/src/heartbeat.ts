@@ -5,7 +5,7 @@ import { SendBacklog } from './backlog';
 import { APP_HEARTBEAT, CLOSING, ConnectionTable, FREE, IDLE_ONLY, OPEN, PING_OUT, TERMINATED } from './connections';
 import { fail, rethrow } from './errors';
 import { addressOf, idOf, intercept, interceptors, pingsDirectly, release, socketOf, type Interceptors } from './intercept';
-import { firstPingSpread, Liveness } from './liveness';
+import { BUFFER_CHECK_MS, firstPingSpread, Liveness } from './liveness';
 import { LoadMonitor } from './load';
 import { logEvents } from './log';
 import { TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
@@ -56,6 +56,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly load: LoadMonitor;
   /** The runtime's unseen reads were logged (see tellReadsUnseen). */
   private readsUnseenTold = false;
+  /** When the queues to the peers are next re-read for `maxBufferedAmount` (Liveness.sweepBuffers). */
+  private buffersDue = performance.now() + BUFFER_CHECK_MS;
 
   private readonly timer = new TickTimer((now, lateMs) => this.onTick(now, lateMs));
 
@@ -93,6 +95,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       },
       ping: (id, ws) => this.ping(id, ws),
       judge: (id, final, reason) => this.judge(id, final, reason),
+      leastLoaded: (from, to) => this.wheel.leastLoaded(from, to),
     });
     this.verdicts = new DeferredVerdicts(
       (id, at) => {
@@ -176,6 +179,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     table.lastSeen[id] = now;
     table.trackedAt[id] = now;
     table.pingAt[id] = 0;
+    table.beatAt[id] = 0;
     table.closingAt[id] = 0;
     table.latestRtt[id] = NaN;
     this.backlog.reset(id);
@@ -307,6 +311,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     // Stored as a float32 (7 significant digits): the event and rtt(ws) report the same value.
     const rtt = Math.fround(now - table.pingAt[id]!);
     table.latestRtt[id] = rtt;
+    const next = this.liveness.answered(id);
+    if (next !== undefined) this.wheel.schedule(id, next);
     const { counters, name } = this.routes.at(table.profile[id]!);
     counters.pongsReceived += 1;
     counters.rtt.record(rtt);
@@ -367,12 +373,19 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     const now = performance.now();
     const at = this.wheel.nextTickTime(now);
     // While connections are tracked, the load figures are updated on time (they may warn of overload).
-    this.timer.arm(this.table.count > 0 ? Math.min(at, this.load.halfEnd) : at, now);
+    this.timer.arm(this.table.count > 0 ? Math.min(at, this.load.halfEnd, this.buffersDue) : at, now);
   }
+
+  /** The wheel's visit: a due connection's check, told the start of the tick it was due in. */
+  private readonly visit = (id: number, now: number, tickAt: number): number => this.liveness.check(id, now, false, tickAt);
 
   private onTick(now: number, lateMs: number): void {
     this.load.noteLateness(lateMs);
-    this.wheel.advance(now, this.liveness.check);
+    this.wheel.advance(now, this.visit);
+    if (now >= this.buffersDue) {
+      this.buffersDue = now + BUFFER_CHECK_MS;
+      this.liveness.sweepBuffers();
+    }
     this.sampleLoad(now);
     this.wake();
   }

@@ -8,8 +8,8 @@ import type { TerminateReason } from './types';
 // The liveness rule, in one place: when a connection is pinged, when it is judged, and what
 // proves that its peer is alive. The engine (heartbeat.ts) keeps the state and does the acts.
 
-/** How often a route with `maxBufferedAmount` re-reads its connections' queues, at most. */
-const BUFFER_CHECK_MS = 1_000;
+/** How often the queues of the connections on routes with `maxBufferedAmount` are re-read: {@link Liveness.sweepBuffers}. */
+export const BUFFER_CHECK_MS = 1_000;
 /** How often, at most, a connection with bytes queued to it is looked at for progress of that queue. */
 const PROGRESS_CHECK_MS = 250;
 /** How much earlier than its due time a new connection's first ping may go, at most, to keep ticks even. */
@@ -45,6 +45,8 @@ export interface LivenessActs {
   readonly closing: boolean;
   /** Pings the connection; returns when the ping was written. */
   ping(id: number, ws: WebSocket): number;
+  /** The start of the least loaded tick from `from` to `to` (the wheel's `leastLoaded`). */
+  leastLoaded(from: number, to: number): number;
   /** Ends a connection that looks dead: now when `final`, else once its pending input was read. Returns Infinity. */
   judge(id: number, final: boolean, reason: TerminateReason): number;
 }
@@ -58,6 +60,49 @@ export class Liveness {
   ) {}
 
   /**
+   * A pong answered the ping out to connection `id`: when it needs its next look, if that answer
+   * was all the planned look waited for (no queue to the peer to watch): when its next ping falls
+   * due. Then each connection is looked at once per interval, not twice. `undefined`: keep the
+   * look already planned.
+   */
+  readonly answered = (id: number): number | undefined => {
+    const { table } = this;
+    const { options } = this.routes.at(table.profile[id]!);
+    if (this.backlog.queued(id) || table.ws[id]!.bufferedAmount > 0) return undefined;
+    return this.anchor(id) + options.interval - TICK_MS;
+  };
+
+  /**
+   * What the next ping of connection `id` is due an interval after: the beat of the latest ping
+   * (see `beatAt`), or with `idleOnly` the last sign of life, unless that sign was the answer to
+   * the latest ping itself. An idle connection then keeps its tick, however long its answers take;
+   * anchored to their arrival, it would move to a later tick with each, into other connections'.
+   */
+  private anchor(id: number): number {
+    const { table } = this;
+    const beat = Math.max(table.beatAt[id]!, table.trackedAt[id]!);
+    if ((table.traits[id]! & IDLE_ONLY) === 0) return beat;
+    const lastSeen = table.lastSeen[id]!;
+    // The answer arrived at pingAt + latestRtt (a float32: exact to well under a microsecond).
+    return Math.abs(lastSeen - table.pingAt[id]! - table.latestRtt[id]!) < 0.001 ? beat : lastSeen;
+  }
+
+  /**
+   * Ends every open connection with more than its route's `maxBufferedAmount` queued to the peer
+   * (`backpressure`). The engine runs it every {@link BUFFER_CHECK_MS}: one tight pass over the
+   * table costs far less than a look per connection per second in the wheel, and connections are
+   * otherwise looked at only when a ping or a verdict falls due (every 30 s by default).
+   */
+  readonly sweepBuffers = (): void => {
+    const { table } = this;
+    for (let id = 0; id < table.ws.length; id++) {
+      if (table.state[id] !== OPEN) continue;
+      const max = this.routes.at(table.profile[id]!).options.maxBufferedAmount;
+      if (max !== false && table.ws[id]!.bufferedAmount > max) this.engine.judge(id, true, 'backpressure');
+    }
+  };
+
+  /**
    * Decides what a due connection needs and returns when to look at it again (`Infinity`: not
    * in the wheel any more). With `final` false, a connection that looks dead becomes a suspect
    * whose verdict waits until pending input has been read; with `final` true it is ended.
@@ -67,9 +112,10 @@ export class Liveness {
    * now (one that lasts while the kernels deliver their tail, when the queue has just emptied);
    * a sign of life after the latest ping answers it; a ping still unanswered `timeout` after
    * it was due (or sent, if later) → ended (`timeout`); otherwise a ping once one is due: an
-   * interval after the last sign of life (`idleOnly`), or after the previous ping.
+   * interval after the last sign of life (`idleOnly`), or after the previous ping was due.
+   * `tickAt` is the start of the wheel's tick that the look was due in (`now` may be later).
    */
-  readonly check = (id: number, now: number, final = false): number => {
+  readonly check = (id: number, now: number, final = false, tickAt = now - TICK_MS): number => {
     const { table } = this;
     const ws = table.ws[id]!;
     const { options } = this.routes.at(table.profile[id]!);
@@ -115,20 +161,25 @@ export class Liveness {
       else if (formed) next = now + progressCheck(options);
       else return this.engine.judge(id, final, 'timeout');
     } else {
-      const trackedAt = table.trackedAt[id]!;
-      const anchor = (table.traits[id]! & IDLE_ONLY) !== 0 ? lastSeen : Math.max(table.pingAt[id]!, trackedAt);
-      const due = anchor + options.interval - TICK_MS;
-      // A connection that showed nothing since it was tracked (and was never pinged) may get its
-      // first ping in the check it was spread to (see track()).
-      if (now >= due || (anchor === trackedAt && now >= due - firstPingSpread(options))) {
+      const due = this.anchor(id) + options.interval - TICK_MS;
+      // A connection never pinged gets its first ping in the check it was spread to (see
+      // track()), up to that much before it is due.
+      const first = table.beatAt[id] === 0;
+      if (now >= due || (first && now >= due - firstPingSpread(options))) {
         // Pinged in the tick that ends at or after the due time: the verdict then falls due at
-        // exactly t0 + interval + timeout.
+        // exactly t0 + interval + timeout. The next ping is due an interval after this tick's
+        // end, however late the tick came (see `beatAt`).
         next = Math.min(verdictDue(this.engine.ping(id, ws), lastSeen, options), now + options.interval);
+        table.beatAt[id] = tickAt + TICK_MS;
+      } else if (first) {
+        // It showed life since it was spread (most clients send a first message right after they
+        // connect): spread again, before the new due time, or connections that arrived together
+        // would be pinged together from then on.
+        next = this.engine.leastLoaded(due - firstPingSpread(options), due);
       } else {
         next = due;
       }
     }
-    if (options.maxBufferedAmount !== false) next = Math.min(next, now + Math.min(options.interval, BUFFER_CHECK_MS));
     // A queue is watched while it holds bytes, and so is one about to form: `ws` still holds
     // bytes for the peer (messages it is compressing, or has yet to hand to the socket).
     if (this.backlog.queued(id) || ws.bufferedAmount > 0) next = Math.min(next, now + progressCheck(options));

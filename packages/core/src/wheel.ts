@@ -1,8 +1,8 @@
 /**
- * Visits an id that is due. Returns the id's next due time (ms), or `Infinity` to drop it
- * from the wheel.
+ * Visits an id that is due, in the tick that starts at `tickAt` (ms; `now` may be later, when the
+ * tick came late). Returns the id's next due time (ms), or `Infinity` to drop it from the wheel.
  */
-export type Visit = (id: number, now: number) => number;
+export type Visit = (id: number, now: number, tickAt: number) => number;
 
 export interface WheelOptions {
   /** Width of one tick in ms. */
@@ -135,7 +135,7 @@ export class Wheel {
         this.#size -= 1;
         if (this.due[id]! <= now) {
           visited += 1;
-          const at = visit(id, now);
+          const at = visit(id, now, tick * this.tickMs);
           if (at !== Infinity && this.slotOf[id] === NONE) this.schedule(id, at);
         } else {
           this.link(id, slot);
@@ -149,13 +149,16 @@ export class Wheel {
 
   /**
    * The start time of the next tick whose slot holds an id, or `Infinity` when the wheel is empty.
-   * The scan starts at the tick of `now` when the wheel has not been advanced for a while: every
-   * id scheduled since then falls due at or after `now`, and a slot found earlier would be the same
-   * slot one revolution too early.
+   * The scan starts right after the last tick visited: when an `advance()` took longer than a tick
+   * (many pings, a slow listener), the ticks that passed meanwhile hold ids already due, and they
+   * come first (a time in the past: the caller fires at once). Only after more than a revolution
+   * without an advance does it start at the tick of `now`: a slot found earlier would then be the
+   * same slot one revolution too early.
    */
   nextTickTime(now = -Infinity): number {
     if (this.#size === 0) return Infinity;
-    const from = Math.max(this.cursor + 1, Math.floor(now / this.tickMs));
+    const nowTick = Math.floor(now / this.tickMs);
+    const from = nowTick - this.cursor > this.slots ? nowTick : this.cursor + 1;
     for (let tick = from; tick < from + this.slots; tick++) {
       if (this.heads[tick & this.mask] !== NONE) return tick * this.tickMs;
     }

@@ -187,6 +187,29 @@ describe('Heartbeat on real sockets', () => {
     expect(terminatedAfter).toBeLessThanOrEqual(interval + TIMEOUT + SLOP);
   });
 
+  test.each([true, false])('idleOnly %s: a connection keeps its tick, however late its answers come: with 7 ms of work on each ping (answers arrive ticks after theirs began), each of 4 peers is pinged once an interval over 12 rounds, without drifting later', async (idleOnly) => {
+    const interval = ms(200);
+    const srv = await echoServer({ heartbeat: { interval, timeout: ms(150), idleOnly } });
+    const pings = new Map<unknown, number[]>();
+    srv.hb!.on('ping', (ws) => {
+      pings.set(ws, [...(pings.get(ws) ?? []), now()]);
+      busyWait(7);
+    });
+    // Each sends a first message, as most clients do right after they connect.
+    const clients = await openClientsFor(cleanup, srv.url('/'), 4);
+    for (const client of clients) client.ws.send('hello');
+    await srv.waitForConnections(4);
+    await waitFor(() => pings.size === 4 && [...pings.values()].every((times) => times.length >= 12), 13 * interval + ms(2000), '12 pings of each peer');
+    for (const times of pings.values()) {
+      // Anchored to its answer, each round would start a tick or more later than the last
+      // (≥ 5 ms a round); anchored to its tick, only a tick's own lateness moves a ping.
+      const drift = (times[11]! - times[0]!) / 11 - interval;
+      expect(drift).toBeLessThan(ms(2.5));
+      expect(drift).toBeGreaterThan(-ms(2.5));
+    }
+    expect(srv.terminations).toEqual([]);
+  });
+
   test('a peer that sends a message every interval/3 is never pinged; an idle peer on the same server is', async () => {
     const srv = await echoServer({ heartbeat: { interval: INTERVAL, timeout: TIMEOUT } });
     const chatty = await openClientFor(cleanup, srv.url('/?id=chatty'));

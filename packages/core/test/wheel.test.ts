@@ -126,6 +126,19 @@ describe('Wheel (fake clock)', () => {
     expect(visits).toEqual([4_000, 1]);
   });
 
+  test('after an advance that took longer than a tick, nextTickTime(now) is the first tick it did not visit, though already past', () => {
+    const wheel = makeWheel(3);
+    wheel.schedule(0, 100);
+    wheel.schedule(1, 110);
+    wheel.schedule(2, 400);
+    wheel.advance(100, () => Infinity); // visits id 0; its work lasts until 160
+    expect(wheel.nextTickTime(160)).toBe(110);
+    const visits: number[] = [];
+    wheel.advance(160, (id) => (visits.push(id), Infinity));
+    expect(visits).toEqual([1]);
+    expect(wheel.nextTickTime(160)).toBe(400);
+  });
+
   test('after an idle spell, nextTickTime(now) is the id\'s own tick, not its slot one revolution earlier', () => {
     const wheel = makeWheel(1);
     wheel.advance(10, () => Infinity); // then nothing for 20 s: the cursor stays at tick 2
