@@ -96,31 +96,40 @@ export function renderRatios({ runs }) {
   return lines.join('\n');
 }
 
-/** The issue's targets at the largest N, each with the measured figure and met / missed. */
+/** The targets (issue 19's) at the largest N, each with the measured figure and met / missed. */
 export function renderTargets({ runs }) {
   const n = Math.max(...runs.map((r) => r.connections));
-  const at = (name) => runs.find((r) => r.connections === n && r.contender === name);
+  const at = (name, size = n) => runs.find((r) => r.connections === size && r.contender === name);
   const ours = at(OURS);
   const readme = at('ws-readme');
+  const floor = at('floor');
   if (!ours) return `No run of ${OURS} at N = ${n}.`;
   const rows = [];
   const add = (goal, measured, met) => rows.push(`| ${goal} | ${measured} | ${met === null ? '–' : met ? 'met' : '**missed**'} |`);
+  const cpuVs = (peer, limit, size = n) => {
+    const mine = at(OURS, size);
+    const theirs = at(peer, size);
+    if (!mine || !theirs) return;
+    const r = ratio(mine.cpuMsPerInterval, theirs.cpuMsPerInterval);
+    add(`${size === n ? '' : `N = ${size.toLocaleString('en-US')}: `}heartbeat CPU per interval ≤ ${limit} × \`${peer}\``, `${fmt(mine.cpuMsPerInterval)} ms vs ${fmt(theirs.cpuMsPerInterval)} ms (${times(r)})`, r === null ? null : r <= limit);
+  };
+  cpuVs('ws-readme', 0.8);
+  if (floor) cpuVs('floor', 1.5);
   if (readme) {
     const p99 = ratio(ours.probeRttP99Ms, readme.probeRttP99Ms);
-    add('probe RTT p99 ≤ 1/20 of `ws-readme`', `${fmt(ours.probeRttP99Ms)} ms vs ${fmt(readme.probeRttP99Ms)} ms (${times(p99)})`, p99 === null ? null : p99 <= 1 / 20);
-    const cpu = ratio(ours.cpuMsPerInterval, readme.cpuMsPerInterval);
-    add('heartbeat CPU per interval ≤ 1.2 × `ws-readme`', `${fmt(ours.cpuMsPerInterval)} ms vs ${fmt(readme.cpuMsPerInterval)} ms (${times(cpu)})`, cpu === null ? null : cpu <= 1.2);
+    add('probe RTT p99 ≤ 1/40 of `ws-readme`', `${fmt(ours.probeRttP99Ms)} ms vs ${fmt(readme.probeRttP99Ms)} ms (${times(p99)})`, p99 === null ? null : p99 <= 1 / 40);
   }
-  add('heap per connection ≤ 200 bytes above `none`', `${fmt(ours.heapBytesPerConnection, 0)} bytes`, ours.heapBytesPerConnection === null ? null : ours.heapBytesPerConnection <= 200);
-  const inside = ours.detectionRatio ? ours.detected === ours.silentPeers && ours.detectionRatio.max <= 1 : false;
-  add('100% of silent peers detected inside our bound', `${ours.detected} of ${ours.silentPeers}, worst ${ours.detectionRatio ? fmt(ours.detectionRatio.max, 3) : '–'} × bound`, inside);
+  add('heap per connection ≤ 128 bytes above `none`', `${fmt(ours.heapBytesPerConnection, 0)} bytes`, ours.heapBytesPerConnection === null ? null : ours.heapBytesPerConnection <= 128);
+  const inside = ours.detectionRatio ? ours.detected === ours.silentPeers && ours.detectionRatio.max <= 1.02 : false;
+  add('every silent peer detected within 1.02 × our bound', `${ours.detected} of ${ours.silentPeers}, worst ${ours.detectionRatio ? fmt(ours.detectionRatio.max, 3) : '–'} × bound`, inside);
   add('zero false terminations', String(ours.falseTerminations), ours.falseTerminations === 0);
   add('zero healthy peers closed outside the stall', closesCell(ours.unexpectedCloses, ours.unexpectedCloseReasons), !ours.unexpectedCloses);
   if (ours.detectionMs && ours.boundMs) {
     const floor = ours.boundMs - 5; // interval + timeout: never earlier
     add('no silent peer detected before `interval + timeout`', `earliest ${fmt(ours.detectionMs.min, 1)} ms vs ${floor} ms`, ours.detectionMs.min >= floor - 1);
   }
-  return [`At N = ${n.toLocaleString('en-US')}:`, '', '| target | measured | |', '| --- | --- | --- |', ...rows].join('\n');
+  for (const size of [1_000, 5_000]) if (size !== n) cpuVs('ws-readme', 1.0, size);
+  return [`At N = ${n.toLocaleString('en-US')} (and where named, at other N):`, '', '| target | measured | |', '| --- | --- | --- |', ...rows].join('\n');
 }
 
 export function renderMarkdown(results, { resultsPath }) {
@@ -147,14 +156,18 @@ and \`--timeout\` (ms), \`--window\` and \`--cpu-window\` (intervals measured fo
 CPU), \`--per-process\` and \`--batch\` (the load), \`--out\` and \`--markdown\` (where results go),
 \`--trace\` (instrumentation; see below), \`--runtime node22,bun\` (the servers under those runtimes,
 from \`scripts/runtimes.mjs\`, which installs them when missing; \`all\` for every one).
-\`BENCH_SERVER_FLAGS="--cpu-prof"\` passes Node flags to the server processes.
+\`--profile\` runs V8's sampling profiler in the server over the quiet CPU window: a
+\`.cpuprofile\` per run in \`bench/results/profiles/\` and its top frames in the log and the results
+(\`node bench/profile.mjs <file>\` prints them again; the profiler's own cost inflates that run's
+CPU figures). \`BENCH_SERVER_FLAGS="--cpu-prof"\` passes Node flags to the server processes.
 \`node bench/report.mjs\` rewrites this file from \`bench/results/latest.json\`.
 
 ## The contenders
 
 | id | what |
 | --- | --- |
-| \`none\` | \`ws\` with no heartbeat: the floor |
+| \`none\` | \`ws\` with no heartbeat: the baseline that CPU and heap are counted above |
+| \`floor\` | the yardstick, not a product: a prebuilt ping frame written straight to each raw socket in even 5 ms ticks, pongs not even counted, no verdicts (a dead peer is never found). Its CPU is the wire's floor: one 2-byte write and one small read per connection per interval |
 | \`ws-readme\` | the \`ws\` README recipe: one \`setInterval\` over \`wss.clients\`, an \`isAlive\` flag per client |
 | \`ws-heartbeat-npm\` | the \`ws-heartbeat\` package from npm (${machine['ws-heartbeat (npm)']}), as its README shows: clients send app-level pings every I, the server \`close()\`s connections silent for I + T |
 | \`per-connection-timers\` | a \`setTimeout\` per connection, engine.io style: ping I after the last pong, terminate T after the ping |
@@ -214,6 +227,55 @@ ${renderTargets(results)}
 ${analysis ? `\n${analysis}\n` : ''}`;
 }
 
+const COST_BEGIN = '<!-- cost: generated by node bench/report.mjs --cost <results.json…>; do not edit -->';
+const COST_END = '<!-- end of cost -->';
+
+/**
+ * The "Cost of a heartbeat" figures of BENCHMARKS.md from one or more runs of none, floor,
+ * ws-readme and ours (`pnpm bench -- --connections 1000,5000,10000,19000 --contenders
+ * none,floor,ws-readme,ws-heartbeat`): per run and N, each one's CPU above `none` per interval,
+ * per connection and as a share of one core, ours ÷ floor and ÷ ws-readme, and what went wrong in
+ * the run in columns of their own; then the targets of each run.
+ */
+export function renderCost(files) {
+  const lines = [COST_BEGIN];
+  for (const { path, results } of files) {
+    const { runs, machine, settings } = results;
+    lines.push(`#### Run of ${machine.date.slice(0, 16).replace('T', ' ')} UTC at ${machine.commit ?? 'an uncommitted tree'} ([${path}](${path}))`, '');
+    lines.push(`Interval ${settings.interval} ms, timeout ${settings.timeout} ms.`, '');
+    lines.push('| N | contender | heartbeat CPU per interval (ms) | per connection per interval (µs) | of one core | ours ÷ it: CPU | probe p99 / max (ms) | heap above `none` (B) | detection worst ÷ bound (detected) | false terminations | healthy peers closed outside the stall |');
+    lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const n of [...new Set(runs.map((r) => r.connections))]) {
+      const here = runs.filter((r) => r.connections === n);
+      const ours = here.find((r) => r.contender === OURS);
+      for (const r of here) {
+        if (r.contender === 'none') continue;
+        const perConnection = r.cpuMsPerInterval === null ? null : (r.cpuMsPerInterval * 1000) / n;
+        const core = r.cpuMsPerInterval === null ? null : r.cpuMsPerInterval / r.interval;
+        const vs = r.contender === OURS || !ours ? '' : times(ratio(ours.cpuMsPerInterval, r.cpuMsPerInterval));
+        const detection = r.detectionRatio ? `${fmt(r.detectionRatio.max, 3)} (${r.detected} of ${r.silentPeers})` : '–';
+        lines.push(
+          `| ${n.toLocaleString('en-US')} | ${r.contender === OURS ? `**${OURS}**` : r.contender} | ${fmt(r.cpuMsPerInterval)} | ${fmt(perConnection, 1)} | ${core === null ? '–' : `${fmt(core * 100, 1)}%`} | ${vs} | ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)} | ${fmt(r.heapBytesPerConnection, 0)} | ${detection} | ${r.falseTerminations} | ${closesCell(r.unexpectedCloses, r.unexpectedCloseReasons)} |`,
+        );
+      }
+    }
+    const stalled = runs.filter(loadStalled);
+    if (stalled.length > 0) lines.push('', `**The load generator stalled longer than the timeout** in: ${stalled.map((r) => `${r.contender} N=${r.connections}`).join(', ')}.`);
+    lines.push('', renderTargets(results), '');
+  }
+  lines.push(COST_END);
+  return lines.join('\n');
+}
+
+/** Puts a generated section in BENCHMARKS.md between its markers: in place of the previous one, or at the end. */
+function writeSection(target, begin, end, section) {
+  const existing = existsSync(target) ? readFileSync(target, 'utf8') : '';
+  const from = existing.indexOf(begin);
+  const to = existing.indexOf(end);
+  const next = from === -1 || to === -1 ? `${existing.trimEnd()}\n\n${section}\n` : existing.slice(0, from) + section + existing.slice(to + end.length);
+  writeFileSync(target, next);
+}
+
 const RUNTIMES_BEGIN = '<!-- runtimes: generated by bench/run.mjs --runtime; do not edit -->';
 const RUNTIMES_END = '<!-- end of runtimes -->';
 
@@ -258,11 +320,7 @@ export function renderRuntimes(results, { resultsPath }) {
 
 /** Puts the runtimes section in BENCHMARKS.md: in place of the previous one, or at the end. */
 export function writeRuntimes(target, section) {
-  const existing = existsSync(target) ? readFileSync(target, 'utf8') : '';
-  const begin = existing.indexOf(RUNTIMES_BEGIN);
-  const end = existing.indexOf(RUNTIMES_END);
-  const next = begin === -1 || end === -1 ? `${existing.trimEnd()}\n\n${section}\n` : existing.slice(0, begin) + section + existing.slice(end + RUNTIMES_END.length);
-  writeFileSync(target, next);
+  writeSection(target, RUNTIMES_BEGIN, RUNTIMES_END, section);
 }
 
 /** Where the generated part of BENCHMARKS.md ends: the sections after it are written by hand (the cluster's). */
@@ -275,7 +333,13 @@ export function writeBenchmarks(target, markdown) {
   writeFileSync(target, kept === -1 ? markdown : `${markdown.trimEnd()}\n${existing.slice(kept)}`);
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url) && process.argv[2] === '--cost') {
+  // node bench/report.mjs --cost a.json [b.json…]: the cost figures, in place in BENCHMARKS.md.
+  const target = join(here, '..', 'BENCHMARKS.md');
+  const files = process.argv.slice(3).map((file) => ({ path: relative(dirname(target), resolve(file)), results: JSON.parse(readFileSync(file, 'utf8')) }));
+  writeSection(target, COST_BEGIN, COST_END, renderCost(files));
+  console.error(`wrote the cost section of ${relative(process.cwd(), target)}`);
+} else if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const file = resolve(process.argv[2] ?? join(here, 'results', 'latest.json'));
   const target = join(here, '..', 'BENCHMARKS.md');
   writeBenchmarks(target, renderMarkdown(JSON.parse(readFileSync(file, 'utf8')), { resultsPath: relative(dirname(target), file) }));

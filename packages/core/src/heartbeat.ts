@@ -5,7 +5,7 @@ import { SendBacklog } from './backlog';
 import { APP_HEARTBEAT, CLOSING, ConnectionTable, FREE, IDLE_ONLY, OPEN, PING_OUT, TERMINATED } from './connections';
 import { fail, rethrow } from './errors';
 import { addressOf, idOf, intercept, interceptors, pingsDirectly, release, socketOf, type Interceptors } from './intercept';
-import { BUFFER_CHECK_MS, firstPingSpread, Liveness } from './liveness';
+import { BUFFER_CHECK_MS, Liveness } from './liveness';
 import { LoadMonitor } from './load';
 import { logEvents } from './log';
 import { TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
@@ -95,7 +95,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       },
       ping: (id, ws) => this.ping(id, ws),
       judge: (id, final, reason) => this.judge(id, final, reason),
-      leastLoaded: (from, to) => this.wheel.leastLoaded(from, to),
+      leastLoaded: (from, to, step) => this.wheel.leastLoaded(from, to, step),
     });
     this.verdicts = new DeferredVerdicts(
       (id, at) => {
@@ -185,11 +185,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.backlog.reset(id);
     intercept(ws, socket, id, this.interceptors);
     profile.counters.connections += 1;
-    // Connections that arrive together would otherwise be pinged together every interval from
-    // then on (each pong re-anchors t0). The first check goes to the least loaded tick of a window
-    // before the due time instead; the spread then persists through the pongs.
+    // The first check goes to the least loaded tick of a window before the due time (see
+    // Liveness.firstLook); the connection keeps that tick from then on.
     const due = now + options.interval - TICK_MS;
-    this.wheel.schedule(id, this.wheel.leastLoaded(due - firstPingSpread(options), due));
+    this.wheel.schedule(id, this.liveness.firstLook(id, due));
     this.emitSafely('connection', ws, profile.name);
 
     if (ws.readyState === WebSocket.CLOSING) this.markClosing(id);

@@ -22,6 +22,25 @@ const FIRST_PING_SPREAD_MS = 2_500;
 export function firstPingSpread(options: ResolvedOptions): number {
   return Math.min(options.interval / 4, FIRST_PING_SPREAD_MS);
 }
+/** The fewest pings a tick should hold before the engine spreads them over more ticks. */
+const PINGS_PER_TICK = 128;
+
+/**
+ * Which ticks first pings go to, as a step in ticks: every tick with many connections, every
+ * `step`-th with few, so that each tick that pings holds about {@link PINGS_PER_TICK} or more. A
+ * tick costs a timer wakeup and an event-loop turn whatever it holds: 1,000 connections on a 1 s
+ * interval in 5 ms ticks would wake the process 200 times a second for 5 pings each. The step
+ * divides the ticks of an interval, so that a connection pinged on the grid stays on it, and fits
+ * the spread window, so that the window holds a tick of the grid. Pings themselves may go early
+ * (the verdict is anchored to the last sign of life, not to the ping), verdicts never do.
+ */
+export function pingGrid(options: ResolvedOptions, connections: number): number {
+  const perInterval = Math.round(options.interval / TICK_MS);
+  const most = Math.min(Math.floor(perInterval / Math.max(1, Math.ceil(connections / PINGS_PER_TICK))), Math.floor(firstPingSpread(options) / TICK_MS));
+  for (let step = most; step > 1; step--) if (perInterval % step === 0) return step;
+  return 1;
+}
+
 /**
  * While bytes are queued to a peer, how often its queue is looked at: a quarter of the timeout, at
  * most {@link PROGRESS_CHECK_MS}, never less than a tick. Queue progress is seen this late at most,
@@ -45,8 +64,8 @@ export interface LivenessActs {
   readonly closing: boolean;
   /** Pings the connection; returns when the ping was written. */
   ping(id: number, ws: WebSocket): number;
-  /** The start of the least loaded tick from `from` to `to` (the wheel's `leastLoaded`). */
-  leastLoaded(from: number, to: number): number;
+  /** The start of the least loaded tick from `from` to `to`, on a grid of `step` ticks (the wheel's `leastLoaded`). */
+  leastLoaded(from: number, to: number, step: number): number;
   /** Ends a connection that looks dead: now when `final`, else once its pending input was read. Returns Infinity. */
   judge(id: number, final: boolean, reason: TerminateReason): number;
 }
@@ -58,6 +77,17 @@ export class Liveness {
     private readonly backlog: SendBacklog,
     private readonly engine: LivenessActs,
   ) {}
+
+  /**
+   * Where a connection that was never pinged is looked at first: the least loaded tick of the grid
+   * (see {@link pingGrid}) in the spread window before its first ping is `due`. Connections that
+   * arrive together would otherwise be pinged together every interval from then on (each keeps
+   * its tick).
+   */
+  firstLook(id: number, due: number): number {
+    const { options } = this.routes.at(this.table.profile[id]!);
+    return this.engine.leastLoaded(due - firstPingSpread(options), due, pingGrid(options, this.table.count));
+  }
 
   /**
    * A pong answered the ping out to connection `id`: when it needs its next look, if that answer
@@ -175,7 +205,7 @@ export class Liveness {
         // It showed life since it was spread (most clients send a first message right after they
         // connect): spread again, before the new due time, or connections that arrived together
         // would be pinged together from then on.
-        next = this.engine.leastLoaded(due - firstPingSpread(options), due);
+        next = this.firstLook(id, due);
       } else {
         next = due;
       }
