@@ -71,7 +71,7 @@ function useBenchRun(prefix: string, args: (file: (name: string) => string) => s
 describe('bench/run.mjs', () => {
   const bench = useBenchRun('wsh-bench-', (file) => [
     'bench/run.mjs',
-    ...['--connections', String(N), '--contenders', 'ws-heartbeat,none'],
+    ...['--connections', String(N), '--contenders', 'ws-heartbeat,none,floor'],
     ...['--interval', String(INTERVAL), '--timeout', String(TIMEOUT), '--window', '10', '--cpu-window', '5'],
     ...['--out', file('results.json'), '--markdown', file('BENCHMARKS.md')],
   ]);
@@ -83,7 +83,7 @@ describe('bench/run.mjs', () => {
     if (bench.code !== 0) throw new Error(`bench exited ${bench.code}:\n${bench.output}`);
     expect(results().machine.node).toBe(process.version);
     // none first: the others are reported above it.
-    expect(results().runs.map((r) => r.contender)).toEqual(['none', 'ws-heartbeat']);
+    expect(results().runs.map((r) => r.contender)).toEqual(['none', 'ws-heartbeat', 'floor']);
   });
 
   it('reports every figure the results file promises, for each contender', () => {
@@ -98,8 +98,10 @@ describe('bench/run.mjs', () => {
       expect(Number.isFinite(r.heapBytesPerConnection)).toBe(true);
       expect(r.falseTerminations).toBe(0);
     }
-    // The floor is the floor: its own figures above itself are zero, and it detects nothing.
+    // none is the baseline: its own figures above itself are zero, and it detects nothing.
     expect(run('none')).toMatchObject({ cpuMsPerInterval: 0, heapBytesPerConnection: 0, detectionMs: null, boundMs: null, detected: 0 });
+    // floor pings (its busy-wait started right after one of its ticks) and judges nobody.
+    expect(run('floor')).toMatchObject({ detectionMs: null, boundMs: null, detected: 0, stallTrigger: 'heartbeat', unexpectedCloses: 0 });
   });
 
   it('ours closed no healthy peer outside the stall phase (the count is also in the table and the summary line)', () => {
@@ -125,6 +127,7 @@ describe('bench/run.mjs', () => {
     expect(markdown).toMatch(/^\| none \|/m);
     expect(markdown).toMatch(/^\| \*\*ws-heartbeat\*\* \|/m);
     expect(markdown).toMatch(/^\| 200 \| none \|/m);
+    expect(markdown).toMatch(/^\| 200 \| floor \|/m);
     expect(markdown).toContain('## Targets');
   });
 });

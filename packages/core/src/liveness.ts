@@ -31,7 +31,9 @@ const PINGS_PER_TICK = 128;
  * tick costs a timer wakeup and an event-loop turn whatever it holds: 1,000 connections on a 1 s
  * interval in 5 ms ticks would wake the process 200 times a second for 5 pings each. The step
  * divides the ticks of an interval, so that a connection pinged on the grid stays on it, and fits
- * the spread window, so that the window holds a tick of the grid. Pings themselves may go early
+ * the spread window, so that the window holds a tick of the grid. Connections that arrive together
+ * (all clients reconnecting after a deploy) fill the grid's ticks in their window up to
+ * {@link PINGS_PER_TICK} each, then every tick of it. Pings themselves may go early
  * (the verdict is anchored to the last sign of life, not to the ping), verdicts never do.
  */
 export function pingGrid(options: ResolvedOptions, connections: number): number {
@@ -64,8 +66,8 @@ export interface LivenessActs {
   readonly closing: boolean;
   /** Pings the connection; returns when the ping was written. */
   ping(id: number, ws: WebSocket): number;
-  /** The start of the least loaded tick from `from` to `to`, on a grid of `step` ticks (the wheel's `leastLoaded`). */
-  leastLoaded(from: number, to: number, step: number): number;
+  /** The start of the least loaded tick from `from` to `to`, on a grid of `step` ticks while one there holds fewer than `full` (the wheel's `leastLoaded`). */
+  leastLoaded(from: number, to: number, step: number, full: number): number;
   /** Ends a connection that looks dead: now when `final`, else once its pending input was read. Returns Infinity. */
   judge(id: number, final: boolean, reason: TerminateReason): number;
 }
@@ -86,7 +88,7 @@ export class Liveness {
    */
   firstLook(id: number, due: number): number {
     const { options } = this.routes.at(this.table.profile[id]!);
-    return this.engine.leastLoaded(due - firstPingSpread(options), due, pingGrid(options, this.table.count));
+    return this.engine.leastLoaded(due - firstPingSpread(options), due, pingGrid(options, this.table.count), PINGS_PER_TICK);
   }
 
   /**
@@ -127,8 +129,10 @@ export class Liveness {
     const { table } = this;
     for (let id = 0; id < table.ws.length; id++) {
       if (table.state[id] !== OPEN) continue;
+      const queued = table.ws[id]!.bufferedAmount;
+      if (queued === 0) continue;
       const max = this.routes.at(table.profile[id]!).options.maxBufferedAmount;
-      if (max !== false && table.ws[id]!.bufferedAmount > max) this.engine.judge(id, true, 'backpressure');
+      if (max !== false && queued > max) this.engine.judge(id, true, 'backpressure');
     }
   };
 

@@ -100,19 +100,21 @@ export class Wheel {
    * The start time of the least loaded tick from the one `schedule(id, from)` would use to the one
    * `schedule(id, to)` would use; the latest on a tie, so an id goes exactly where `to` puts it
    * when nothing needs spreading. With `step`, only every `step`-th tick counts (those whose number
-   * is a multiple of it), unless the range holds none. Scans at most one revolution of slots.
+   * is a multiple of it), unless the range holds none with fewer than `full` ids: then every tick
+   * does. Scans at most one revolution of slots.
    */
-  leastLoaded(from: number, to: number, step = 1): number {
+  leastLoaded(from: number, to: number, step = 1, full = Infinity): number {
     const last = Math.max(Math.ceil(to / this.tickMs), this.cursor + 1);
     const first = Math.max(Math.ceil(from / this.tickMs), this.cursor + 1, last - this.slots + 1);
-    // With `step`, only the ticks whose number is a multiple of it, where the range holds one.
+    // With `step`, only the ticks whose number is a multiple of it, where the range holds one
+    // that holds fewer than `full` ids.
     const top = last - (last % step);
     if (step > 1 && top >= first) {
       let best = top;
       for (let tick = top - step; tick >= first; tick -= step) {
         if (this.counts[tick & this.mask]! < this.counts[best & this.mask]!) best = tick;
       }
-      return best * this.tickMs;
+      if (this.counts[best & this.mask]! < full) return best * this.tickMs;
     }
     let best = last;
     for (let tick = last - 1; tick >= first; tick--) {

@@ -149,6 +149,21 @@ describe('Wheel (fake clock)', () => {
     expect(wheel.nextTickTime()).toBeLessThan(now);
   });
 
+  test('leastLoaded on a grid: ids go to every step-th tick while one there holds fewer than full, then to every tick of the window', () => {
+    const wheel = makeWheel(1_000);
+    const due = 10_000; // tick 2,000
+    const window = 500; // ticks 1,900 … 2,000: the grid of 20 holds 1,900, 1,920, … 2,000
+    for (let id = 0; id < 60; id++) wheel.schedule(id, wheel.leastLoaded(due - window, due, 20, 10));
+    const grid = [1_900, 1_920, 1_940, 1_960, 1_980, 2_000];
+    expect(grid.map((tick) => wheel.load(tick))).toEqual([10, 10, 10, 10, 10, 10]);
+    // Full: the rest spread over every tick of the window, as without a grid.
+    for (let id = 60; id < 1_000; id++) wheel.schedule(id, wheel.leastLoaded(due - window, due, 20, 10));
+    const loads: number[] = [];
+    for (let tick = 1_900; tick <= 2_000; tick++) loads.push(wheel.load(tick));
+    expect(loads.reduce((a, b) => a + b, 0)).toBe(1_000);
+    expect(Math.max(...loads)).toBeLessThanOrEqual(Math.ceil(1_000 / loads.length) + 1);
+  });
+
   test('leastLoaded spreads a burst that falls due together evenly over its window, and leaves a lone id at its due time', () => {
     const wheel = makeWheel(1_001);
     const due = 10_000;
