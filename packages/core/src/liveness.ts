@@ -99,9 +99,8 @@ export class Liveness {
    */
   readonly answered = (id: number): number | undefined => {
     const { table } = this;
-    const { options } = this.routes.at(table.profile[id]!);
-    if (this.backlog.queued(id) || table.ws[id]!.bufferedAmount > 0) return undefined;
-    return this.anchor(id) + options.interval - TICK_MS;
+    if (this.watchesQueue(id, table.ws[id]!)) return undefined;
+    return this.anchor(id) + this.routes.at(table.profile[id]!).options.interval - TICK_MS;
   };
 
   /**
@@ -216,7 +215,12 @@ export class Liveness {
     }
     // A queue is watched while it holds bytes, and so is one about to form: `ws` still holds
     // bytes for the peer (messages it is compressing, or has yet to hand to the socket).
-    if (this.backlog.queued(id) || ws.bufferedAmount > 0) next = Math.min(next, now + progressCheck(options));
+    if (this.watchesQueue(id, ws)) next = Math.min(next, now + progressCheck(options));
     return next;
   };
+
+  /** Whether bytes are queued to the peer, or about to be (`ws` still holds some): its queue is watched. */
+  private watchesQueue(id: number, ws: WebSocket): boolean {
+    return this.backlog.queued(id) || ws.bufferedAmount > 0;
+  }
 }

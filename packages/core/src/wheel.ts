@@ -110,17 +110,19 @@ export class Wheel {
     // that holds fewer than `full` ids.
     const top = last - (last % step);
     if (step > 1 && top >= first) {
-      let best = top;
-      for (let tick = top - step; tick >= first; tick -= step) {
-        if (this.counts[tick & this.mask]! < this.counts[best & this.mask]!) best = tick;
-      }
+      const best = this.#leastLoadedTick(top, first, step);
       if (this.counts[best & this.mask]! < full) return best * this.tickMs;
     }
+    return this.#leastLoadedTick(last, first, 1) * this.tickMs;
+  }
+
+  /** The least loaded of ticks `last`, `last - step`, … down to `first`; the latest on a tie. */
+  #leastLoadedTick(last: number, first: number, step: number): number {
     let best = last;
-    for (let tick = last - 1; tick >= first; tick--) {
+    for (let tick = last - step; tick >= first; tick -= step) {
       if (this.counts[tick & this.mask]! < this.counts[best & this.mask]!) best = tick;
     }
-    return best * this.tickMs;
+    return best;
   }
 
   /**
