@@ -15,9 +15,8 @@ export function ownerOf({ functionName, url }) {
   if (url === '') {
     if (functionName === '(idle)') return 'idle';
     if (functionName === '(garbage collector)') return 'gc';
-    // (program): native work not attributed to a JavaScript function (libuv, syscalls outside a binding).
-    if (functionName.startsWith('(')) return 'native';
-    // A builtin or a native binding called from JavaScript (writeBuffer, now(), ...).
+    // A native binding called from JavaScript (writeBuffer, now(), ...), or (program): native work
+    // not attributed to a JavaScript function (libuv, syscalls outside a binding).
     return 'native';
   }
   if (url.includes('/packages/core/') || url.includes('@ws-heartbeat/core')) return 'ours';
