@@ -1,5 +1,5 @@
 /**
- * The benchmark harness itself works (bench/run.mjs): a small run, N = 200 and two contenders,
+ * The benchmark harness itself works (bench/run.mjs): a small run, N = 200 and three contenders (ours, none, floor),
  * through every phase and into the results file and the Markdown report. Speed is not asserted
  * here (that is what the benchmark reports); what the harness measured must be complete and
  * consistent with what it set up.
