@@ -228,7 +228,9 @@ async function runOne(name, connections, runtime) {
       trace = joinTrace(serverTrace, await Promise.all(loads.map((load) => request(load, 'trace', { ports }))));
       if (trace.closed.length > 0) log(`${name} N=${connections}: trace of ${trace.closed.length} healthy peers closed: ${JSON.stringify(trace.closed.slice(0, 5))}`);
     }
-    const stall = await request(server, 'stall', { ms: 3 * (interval + timeout), fallbackMs: 2 * interval }, 60_000);
+    // The reply comes after the fallback (at most) and the stall: minutes at a 30 s interval.
+    const stallMs = 3 * (interval + timeout);
+    const stall = await request(server, 'stall', { ms: stallMs, fallbackMs: 2 * interval }, 2 * interval + stallMs + 30_000);
     await sleep(2 * (interval + timeout) + 500);
     const after = await request(server, 'closes');
     const falseTerminations = after.healthyCloses - before.healthyCloses;
