@@ -29,6 +29,8 @@ interface Episode {
   accepted: number;
   /** NaN while bytes are still queued; then the end of the kernels' tail. */
   until: number;
+  /** What the latest look read as queued (0: nothing, once the backlog emptied). */
+  mark: number;
 }
 
 /**
@@ -56,33 +58,24 @@ interface Episode {
  * empty too while the WebSocket still holds bytes for the peer (Bun's `ws` sends by a native path
  * that leaves the socket's stream empty), its `bufferedAmount` stands in, the same way.
  *
- * Like the wheel, it keeps one number per slot in a typed array and allocates nothing per look;
- * only a connection with a backlog has an entry of its own, for as long as the backlog and its
- * tail last.
+ * It keeps nothing for a connection with nothing queued and allocates nothing to look at one:
+ * only a connection with a backlog has an entry, for as long as the backlog and its tail last.
  */
 export class SendBacklog {
-  /** What the previous look of each slot read (0: nothing queued, or never looked). */
-  private marks = new Float64Array(0);
-  /** The slots whose queue was not empty at the latest look, or whose tail has not ended yet. */
+  /**
+   * The slots whose queue was not empty at the latest look (their `mark`), or whose tail has not
+   * ended yet. A slot without one read nothing queued at its latest look (or was never looked at).
+   */
   private readonly episodes = new Map<number, Episode>();
-
-  /** Makes room for slots `0 … capacity - 1`. */
-  ensureCapacity(capacity: number): void {
-    if (capacity <= this.marks.length) return;
-    const marks = new Float64Array(capacity);
-    marks.set(this.marks);
-    this.marks = marks;
-  }
 
   /** Starts a slot afresh (a new connection in it), or forgets the connection that left it. */
   reset(id: number): void {
-    this.marks[id] = 0;
     if (this.episodes.size !== 0) this.episodes.delete(id);
   }
 
   /** True when something was queued to the peer at the latest look. */
   queued(id: number): boolean {
-    return this.marks[id]! > 0;
+    return this.episodes.size !== 0 && (this.episodes.get(id)?.mark ?? 0) > 0;
   }
 
   /**
@@ -93,8 +86,8 @@ export class SendBacklog {
    */
   look(id: number, socket: Duplex, now: number, minTail: number, ws?: { readonly bufferedAmount: number }): number {
     const raw = socket as RawSocket;
-    const mark = this.marks[id]!;
     let episode = this.episodes.size === 0 ? undefined : this.episodes.get(id);
+    const mark = episode === undefined ? 0 : episode.mark;
     // The common case, read from JavaScript alone: nothing was queued at the previous look and the
     // stream holds nothing now. libuv holds bytes only for a write still in progress, which the
     // stream counts until it completes, so its queue is empty too (no native call needed).
@@ -105,20 +98,18 @@ export class SendBacklog {
     const inLibuv = owner._handle?.writeQueueSize;
     const libuv = typeof inLibuv === 'number';
     const queued = libuv ? inLibuv : raw.writableLength || (ws?.bufferedAmount ?? 0);
-    this.marks[id] = queued;
     const dispatched = libuv && owner === raw ? raw._bytesDispatched : undefined;
     const accepted = typeof dispatched === 'number' ? dispatched - queued : -1;
     if (mark === 0) {
       if (queued > 0) {
-        this.episodes.set(id, { since: now, taken: 0, accepted, until: Number.NaN });
+        this.episodes.set(id, { since: now, taken: 0, accepted, until: Number.NaN, mark: queued });
         return Number.NaN;
       }
       return episode === undefined ? -Infinity : this.#tail(id, episode, now);
     }
-    if (episode === undefined || !Number.isNaN(episode.until)) {
-      episode = { since: now, taken: 0, accepted, until: Number.NaN };
-      this.episodes.set(id, episode);
-    }
+    // A mark is kept only in an episode still watching its backlog (its tail not started).
+    episode = episode!;
+    episode.mark = queued;
     let taken: number;
     if (accepted >= 0 && episode.accepted >= 0) taken = accepted - episode.accepted;
     else if (libuv) taken = queued < mark ? mark - queued : queued > mark ? mark : 0; // a write completed: at least its rest

@@ -85,7 +85,6 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     const now = performance.now();
     this.wheel = new Wheel({ tickMs: TICK_MS, slots: WHEEL_SLOTS, start: now });
     this.table = new ConnectionTable((capacity) => {
-      this.backlog.ensureCapacity(capacity);
       this.wheel.ensureCapacity(capacity);
     });
     const engine = this;
@@ -152,8 +151,10 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
    * connection twice is a no-op.
    *
    * Until the connection closes, the engine sees its events through pass-through `emit` and
-   * `close` methods set on the `ws` object (and an `emit` on its raw socket, to see the peer's
-   * FIN); they are removed on `'close'`. Nothing else of the connection changes.
+   * `close` methods: the `ws` object (and its raw socket, to see reads and the peer's FIN) gets a
+   * prototype of the engine's over its own, which it gets back on `'close'`. `ws instanceof
+   * WebSocket` still holds, and nothing else of the connection changes. (An object with an `emit`
+   * of its own keeps it: the engine sets its methods on such a `ws`, and listens on such a socket.)
    * After `close()` was called, the connection is closed with 1001 at once.
    */
   track(ws: WebSocket, info: TrackInfo = {}): void {
@@ -243,7 +244,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     const { table } = this;
     if (id === undefined || id < 0 || table.state[id] !== OPEN) return;
     // Once `ws`'s own close timer has destroyed the socket, it no longer knows the peer's address.
-    table.remoteAddress[id] = addressOf(table.socket[id]);
+    table.remoteAddress.set(id, addressOf(table.socket[id]));
     const now = performance.now();
     table.state[id] = CLOSING;
     table.closingAt[id] = now;
@@ -323,7 +324,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     table.state[id] = TERMINATED;
     this.wheel.cancel(id);
     // Read before the socket is destroyed: afterwards it no longer knows its peer.
-    table.remoteAddress[id] ??= addressOf(table.socket[id]);
+    if (!table.remoteAddress.has(id)) table.remoteAddress.set(id, addressOf(table.socket[id]));
     table.ws[id]!.terminate();
     this.countTermination(id, reason);
   }
@@ -335,7 +336,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     const silentMs = now - table.lastSeen[id]!;
     profile.counters.terminations[reason] += 1;
     if (reason === 'timeout') profile.counters.detection.record(silentMs);
-    const info: TerminateInfo = { remoteAddress: table.remoteAddress[id], ageMs: now - table.trackedAt[id]!, silentMs };
+    const info: TerminateInfo = { remoteAddress: table.remoteAddress.get(id), ageMs: now - table.trackedAt[id]!, silentMs };
     this.emitSafely('terminate', table.ws[id]!, reason, profile.name, info);
   }
 

@@ -14,9 +14,7 @@ function tcp(queued: number, dispatched: number): Duplex & { _handle: { writeQue
 }
 
 function backlog(): SendBacklog {
-  const b = new SendBacklog();
-  b.ensureCapacity(4);
-  return b;
+  return new SendBacklog();
 }
 
 describe('SendBacklog (fake clock)', () => {

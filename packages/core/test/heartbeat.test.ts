@@ -6,8 +6,9 @@
  * Every bound is written with `ms()`, so WSH_TIME_SCALE widens them on a slow machine.
  */
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -326,21 +327,65 @@ describe('Heartbeat on real sockets', () => {
     expect(conn.closed).toBeNull();
   });
 
-  test('while tracked, a connection is seen through emit() and close() of its own; on close it has its own methods back', async () => {
+  test('while tracked, a connection is seen through prototypes of the engine over its own, and carries nothing else but its slot id; on close it has its own prototypes back', async () => {
     const srv = await echoServer({ heartbeat: { interval: NEVER, timeout: NEVER } });
     const client = await openClientFor(cleanup, srv.url('/?id=a'));
     await srv.waitForConnections(1);
     const conn = srv.byId('a');
-    for (const [object, name] of [[conn.ws, 'emit'], [conn.ws, 'close'], [conn.socket, 'emit']] as const) {
-      expect(Object.hasOwn(object, name)).toBe(true);
+    const socketPrototype = Object.getPrototypeOf(conn.socket) as object;
+    const ownKeys = (object: object) => Reflect.ownKeys(object).map((key) => (typeof key === 'symbol' ? key.description : key));
+    // The engine's methods come from a prototype between the object and its own: no own method, and
+    // on the raw socket, which `ws` links to its WebSocket, not even a tag.
+    expect(conn.ws).toBeInstanceOf(WebSocket);
+    expect(Object.getPrototypeOf(Object.getPrototypeOf(conn.ws))).toBe(WebSocket.prototype);
+    expect(Object.getPrototypeOf(socketPrototype)).toBe(net.Socket.prototype);
+    expect(Object.hasOwn(Object.getPrototypeOf(conn.ws) as object, 'emit')).toBe(true);
+    expect(Object.hasOwn(Object.getPrototypeOf(conn.ws) as object, 'close')).toBe(true);
+    expect(Object.hasOwn(socketPrototype, 'emit')).toBe(true);
+    for (const object of [conn.ws, conn.socket]) {
+      expect(Object.hasOwn(object, 'emit')).toBe(false);
+      expect(Object.hasOwn(object, 'close')).toBe(false);
     }
+    expect(ownKeys(conn.ws).filter((key) => key === 'ws-heartbeat.id')).toHaveLength(1);
+    expect(ownKeys(conn.socket)).not.toContain('ws-heartbeat.id');
+    // Another connection of the same engine shares both prototypes.
+    await openClientFor(cleanup, srv.url('/?id=b'));
+    await srv.waitForConnections(2);
+    expect(Object.getPrototypeOf(srv.byId('b').ws)).toBe(Object.getPrototypeOf(conn.ws));
+    expect(Object.getPrototypeOf(srv.byId('b').socket)).toBe(socketPrototype);
 
     client.ws.close();
     await waitFor(() => conn.closed !== null, ms(1000), 'the server to see the close');
-    for (const [object, name] of [[conn.ws, 'emit'], [conn.ws, 'close'], [conn.socket, 'emit']] as const) {
-      expect(Object.hasOwn(object, name)).toBe(false);
-    }
-    expect(srv.hb!.size).toBe(0);
+    expect(Object.getPrototypeOf(conn.ws)).toBe(WebSocket.prototype);
+    expect(Object.getPrototypeOf(conn.socket)).toBe(net.Socket.prototype);
+    expect(srv.hb!.size).toBe(1);
+  });
+
+  test('a ws with an emit() and close() of its own gets the engine methods as own properties: its pongs and its close are still seen, and on close they are removed', async () => {
+    const srv = await echoServer({ heartbeat: false });
+    const hb = cleanup.add(new Heartbeat({ interval: INTERVAL, timeout: TIMEOUT }));
+    const pongs: number[] = [];
+    hb.on('pong', () => pongs.push(now()));
+    await openClientFor(cleanup, srv.url('/?id=a'));
+    await srv.waitForConnections(1);
+    const conn = srv.byId('a');
+    const ownEmit = function (this: WebSocket, ...args: [string | symbol, ...unknown[]]): boolean {
+      return Reflect.apply(EventEmitter.prototype.emit, this, args) as boolean;
+    };
+    conn.ws.emit = ownEmit;
+    hb.track(conn.ws, { socket: conn.socket });
+    expect(Object.getPrototypeOf(conn.ws)).toBe(WebSocket.prototype);
+    expect(Object.hasOwn(conn.ws, 'emit')).toBe(true);
+    expect(Object.hasOwn(conn.ws, 'close')).toBe(true);
+
+    await waitFor(() => pongs.length >= 2, 2 * INTERVAL + TIMEOUT, 'two pongs');
+    conn.ws.close(4000, 'bye');
+    expect(conn.ws.readyState).toBe(WebSocket.CLOSING);
+    await waitFor(() => conn.closed !== null, ms(1000), 'the close handshake');
+    expect(conn.closed?.code).toBe(4000);
+    expect(Object.hasOwn(conn.ws, 'emit')).toBe(false);
+    expect(Object.hasOwn(conn.ws, 'close')).toBe(false);
+    expect(hb.size).toBe(0);
   });
 
   test('a raw socket with an emit() of its own is watched through an end listener instead, and is left as it was', async () => {
