@@ -114,7 +114,13 @@ serve({
     writeFileSync(path, JSON.stringify(profile));
     return {};
   },
-  heap: () => ({ bytes: heap() }),
+  heap: async () => {
+    const bytes = heap();
+    // BENCH_HEAP_SNAPSHOT=<dir>: a heap snapshot per run there, to see what the figure is made of.
+    const dir = process.env.BENCH_HEAP_SNAPSHOT;
+    if (dir) (await import('node:v8')).writeHeapSnapshot(`${dir}/${name}-${wss.clients.size}.heapsnapshot`);
+    return { bytes };
+  },
   cpu: () => {
     const { user, system } = process.cpuUsage();
     return { ms: (user + system) / 1000, userMs: user / 1000, at: nowMs() };

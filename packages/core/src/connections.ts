@@ -60,8 +60,11 @@ export class ConnectionTable {
    * ticks would merge into ever larger bursts.
    */
   beatAt = new Float64Array(0);
-  /** When the connection entered CLOSING. */
-  closingAt = new Float64Array(0);
+  /**
+   * When the connection entered CLOSING. The same array as `beatAt`: a connection is pinged only
+   * while OPEN, and has a closing time only from CLOSING on, which it never leaves for OPEN.
+   */
+  closingAt = this.beatAt;
   /** The latest ping → pong round trip, ms (NaN: none yet). */
   latestRtt = new Float32Array(0);
 
@@ -116,7 +119,7 @@ export class ConnectionTable {
     this.trackedAt = copy(this.trackedAt, new Float64Array(capacity));
     this.pingAt = copy(this.pingAt, new Float64Array(capacity));
     this.beatAt = copy(this.beatAt, new Float64Array(capacity));
-    this.closingAt = copy(this.closingAt, new Float64Array(capacity));
+    this.closingAt = this.beatAt;
     this.latestRtt = copy(this.latestRtt, new Float32Array(capacity));
     this.grown(capacity);
   }
