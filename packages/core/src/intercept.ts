@@ -48,7 +48,7 @@ export interface Interceptors {
   owns(proto: object | null): boolean;
   /** The symbol by which a raw socket links to its `ws` (`ws` sets one), once seen; null when a socket had none. */
   link: symbol | null | undefined;
-  /** For a `ws` with an `emit` and `close` of its own: these, as own properties. */
+  /** For a `ws` with an `emit` or a `close` of its own: the engine's, set as own properties. */
   readonly wsEmit: Emit;
   readonly wsClose: Close;
   /** For a raw socket with an `emit` of its own: listeners. */
