@@ -103,7 +103,7 @@ export function interceptors(table: ConnectionTable, on: ConnectionEvents): Inte
   };
   const methods: Interceptors = {
     wsPrototype: (base) =>
-      derived(wsPrototypes, base, {
+      derived(wsPrototypes, base, () => ({
         emit(this: Tagged<WebSocket>, event: string | symbol, data?: unknown, isBinary?: unknown) {
           return wsEvent(this, event, data, isBinary) ?? (Reflect.apply(base.emit, this, arguments) as boolean);
         },
@@ -111,15 +111,15 @@ export function interceptors(table: ConnectionTable, on: ConnectionEvents): Inte
           on.closing(this[kId]!);
           Reflect.apply(base.close!, this, arguments);
         },
-      }),
+      })),
     socketPrototype: (base) =>
-      derived(socketPrototypes, base, {
+      derived(socketPrototypes, base, () => ({
         emit(this: Tagged<Duplex>, event: string | symbol) {
           if (event === 'data') read(socketId(this));
           else if (event === 'end') on.closing(socketId(this));
           return Reflect.apply(base.emit, this, arguments) as boolean;
         },
-      }),
+      })),
     owns: (proto) => proto !== null && owned.has(proto),
     link: undefined,
     wsEmit(this: Tagged<WebSocket>, event: string | symbol, data?: unknown, isBinary?: unknown) {
@@ -146,11 +146,12 @@ export function interceptors(table: ConnectionTable, on: ConnectionEvents): Inte
    */
   const socketId = (socket: Tagged<Duplex>): number | undefined =>
     socket[kId] ?? (methods.link == null ? undefined : (socket as unknown as Record<symbol, Tagged<WebSocket> | undefined>)[methods.link]?.[kId]);
-  const derived = (made: Map<Base, object>, base: Base, own: Partial<Base>): object => {
+  /** The prototype made over `base` with the methods `own()` makes: made, and its methods, only the first time. */
+  const derived = (made: Map<Base, object>, base: Base, own: () => Partial<Base>): object => {
     let proto = made.get(base);
     if (proto === undefined) {
       const properties: PropertyDescriptorMap = {};
-      for (const [name, value] of Object.entries(own)) properties[name] = { value, writable: true, configurable: true };
+      for (const [name, value] of Object.entries(own())) properties[name] = { value, writable: true, configurable: true };
       proto = Object.create(base, properties) as object;
       made.set(base, proto);
       owned.add(proto);
