@@ -245,7 +245,6 @@ export function renderCost(files) {
     lines.push(`Interval ${settings.interval} ms, timeout ${settings.timeout} ms.`, '');
     lines.push('| N | contender | heartbeat CPU per interval (ms) | per connection per interval (µs) | of one core | server CPU, of one core | ours ÷ it: CPU | probe p99 / max (ms) | heap above `none` (B) | detection worst ÷ bound (detected) | false terminations | healthy peers closed outside the stall |');
     lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-    const share = (ms, r) => (ms === null || ms === undefined ? '–' : `${fmt((ms / r.interval) * 100, 2)}%`);
     for (const n of [...new Set(runs.map((r) => r.connections))]) {
       const here = runs.filter((r) => r.connections === n);
       const ours = here.find((r) => r.contender === OURS);
@@ -256,7 +255,7 @@ export function renderCost(files) {
         const vs = r.contender === OURS || base || !ours ? '' : times(ratio(ours.cpuMsPerInterval, r.cpuMsPerInterval));
         const detection = r.detectionRatio ? `${fmt(r.detectionRatio.max, 3)} (${r.detected} of ${r.silentPeers})` : '–';
         lines.push(
-          `| ${n.toLocaleString('en-US')} | ${r.contender === OURS ? `**${OURS}**` : r.contender} | ${base ? '–' : fmt(r.cpuMsPerInterval)} | ${fmt(perConnection, 1)} | ${base ? '–' : share(r.cpuMsPerInterval, r)} | ${share(r.cpuMsPerIntervalRaw, r)} | ${vs} | ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)} | ${base ? '–' : fmt(r.heapBytesPerConnection, 0)} | ${detection} | ${r.falseTerminations} | ${closesCell(r.unexpectedCloses, r.unexpectedCloseReasons)} |`,
+          `| ${n.toLocaleString('en-US')} | ${r.contender === OURS ? `**${OURS}**` : r.contender} | ${base ? '–' : fmt(r.cpuMsPerInterval)} | ${fmt(perConnection, 1)} | ${base ? '–' : coreShare(r.cpuMsPerInterval, r.interval)} | ${coreShare(r.cpuMsPerIntervalRaw, r.interval)} | ${vs} | ${fmt(r.probeRttP99Ms)} / ${fmt(r.probeRttMaxMs, 1)} | ${base ? '–' : fmt(r.heapBytesPerConnection, 0)} | ${detection} | ${r.falseTerminations} | ${closesCell(r.unexpectedCloses, r.unexpectedCloseReasons)} |`,
         );
       }
     }
@@ -269,6 +268,11 @@ export function renderCost(files) {
   return lines.join('\n');
 }
 
+/** CPU time per interval as a share of one core ('–' when not measured). */
+function coreShare(ms, interval) {
+  return ms === null || ms === undefined ? '–' : `${fmt((ms / interval) * 100, 2)}%`;
+}
+
 /** At each N: ours against `none` in a sentence, CPU as a share of one core and probe p99 (the figures a user plans capacity with). */
 function renderAgainstNone({ runs }) {
   const lines = [];
@@ -277,9 +281,8 @@ function renderAgainstNone({ runs }) {
     const ours = at(OURS);
     const none = at('none');
     if (!ours || !none) continue;
-    const pct = (ms) => `${fmt((ms / ours.interval) * 100, 2)}%`;
     lines.push(
-      `At N = ${n.toLocaleString('en-US')}: the server with ${OURS} used ${pct(ours.cpuMsPerIntervalRaw)} of one core, \`none\` ${pct(none.cpuMsPerIntervalRaw)}: the heartbeat's share is ${pct(ours.cpuMsPerInterval)}. Probe p99 ${fmt(ours.probeRttP99Ms)} ms against ${fmt(none.probeRttP99Ms)} ms (max ${fmt(ours.probeRttMaxMs, 1)} against ${fmt(none.probeRttMaxMs, 1)}).`,
+      `At N = ${n.toLocaleString('en-US')}: the server with ${OURS} used ${coreShare(ours.cpuMsPerIntervalRaw, ours.interval)} of one core, \`none\` ${coreShare(none.cpuMsPerIntervalRaw, none.interval)}: the heartbeat's share is ${coreShare(ours.cpuMsPerInterval, ours.interval)}. Probe p99 ${fmt(ours.probeRttP99Ms)} ms against ${fmt(none.probeRttP99Ms)} ms (max ${fmt(ours.probeRttMaxMs, 1)} against ${fmt(none.probeRttMaxMs, 1)}).`,
     );
   }
   return lines.join('\n\n') || `No run of ${OURS} beside \`none\`.`;
