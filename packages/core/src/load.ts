@@ -3,8 +3,19 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 /** The figures cover the latest second: two halves of this length, updated at the end of each. */
 export const LOAD_HALF_MS = 500;
 
-/** Resolution of Node's event-loop delay monitor, in ms (its own default). */
-const RESOLUTION_MS = 10;
+/** The finest and the coarsest resolution of the event-loop delay monitor, ms (Node's default is the finest). */
+const MIN_RESOLUTION_MS = 10;
+const MAX_RESOLUTION_MS = 50;
+
+/**
+ * How often the event-loop delay monitor samples, in ms, for an overload `threshold`: a quarter
+ * of it, from 10 to 50 ms (25 ms for the default 100). Each sample is a timer wakeup, and at 10 ms
+ * the two monitors cost an otherwise idle process 5–6 ms of CPU a second. A stall reads at most
+ * one resolution shorter than it was: one of 125 ms still counts as an overload at 100.
+ */
+export function monitorResolution(threshold: number): number {
+  return Math.min(MAX_RESOLUTION_MS, Math.max(MIN_RESOLUTION_MS, Math.round(threshold / 4)));
+}
 
 /** The event-loop delay over the latest second, in ms: how much later than due the loop ran a timer. */
 export interface EventLoopDelay {
@@ -22,14 +33,16 @@ export interface LoadMonitorOptions {
   threshold: number;
   /** The clock reading at which the monitor starts. */
   now: number;
-  /** Makes the two delay histograms. @default `perf_hooks.monitorEventLoopDelay` at a 10 ms resolution */
-  createHistogram?: () => DelayHistogram;
+  /** How often the delay histograms sample, ms. @default {@link monitorResolution}(threshold) */
+  resolution?: number;
+  /** Makes the two delay histograms. @default `perf_hooks.monitorEventLoopDelay` at `resolution` */
+  createHistogram?: (resolution: number) => DelayHistogram;
 }
 
 const NO_DELAY: EventLoopDelay = { meanMs: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 };
 
-function createDelayHistogram(): DelayHistogram {
-  return monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+function createDelayHistogram(resolution: number): DelayHistogram {
+  return monitorEventLoopDelay({ resolution });
 }
 
 /**
@@ -45,6 +58,8 @@ function createDelayHistogram(): DelayHistogram {
  */
 export class LoadMonitor {
   readonly threshold: number;
+  /** How often the delay histograms sample, ms. */
+  readonly resolution: number;
   /** The event-loop delay of the latest second, as of the latest half's end. */
   recent: EventLoopDelay = NO_DELAY;
   /** The longest tick lateness of the latest second, as of the latest half's end, ms. */
@@ -62,8 +77,9 @@ export class LoadMonitor {
   constructor(options: LoadMonitorOptions) {
     const create = options.createHistogram ?? createDelayHistogram;
     this.threshold = options.threshold;
+    this.resolution = options.resolution ?? monitorResolution(options.threshold);
     this.halfStart = options.now;
-    this.histograms = [create(), create()];
+    this.histograms = [create(this.resolution), create(this.resolution)];
     this.since = [options.now, options.now];
     for (const histogram of this.histograms) histogram.enable();
   }
@@ -85,14 +101,14 @@ export class LoadMonitor {
   sample(now: number): boolean {
     if (now < this.halfEnd) return false;
     const h = this.histograms[this.turn];
-    // The monitor's samples include its own resolution: an idle loop reads 10 ms.
-    const delay = (ns: number): number => Math.max(0, ns / 1e6 - RESOLUTION_MS);
+    // The monitor's samples include its own resolution: an idle loop reads the resolution.
+    const delay = (ns: number): number => Math.max(0, ns / 1e6 - this.resolution);
     if (h.count > 0) {
       this.recent = { meanMs: delay(h.mean), p50Ms: delay(h.percentile(50)), p99Ms: delay(h.percentile(99)), maxMs: delay(h.max) };
     } else {
       // Not one sample since its reset: the loop was blocked all along (the monitor's timer has
       // not run yet to record it).
-      const blocked = Math.max(0, now - this.since[this.turn] - RESOLUTION_MS);
+      const blocked = Math.max(0, now - this.since[this.turn] - this.resolution);
       this.recent = { meanMs: blocked, p50Ms: blocked, p99Ms: blocked, maxMs: blocked };
     }
     h.reset();

@@ -2,7 +2,7 @@
  * The load monitor's windows, from a stand-in for Node's event-loop delay histogram (values in
  * nanoseconds, each including the monitor's 10 ms resolution) and a clock the test passes in.
  */
-import { LOAD_HALF_MS, LoadMonitor, type DelayHistogram } from '../src/load';
+import { LOAD_HALF_MS, LoadMonitor, monitorResolution, type DelayHistogram } from '../src/load';
 
 const NS_PER_MS = 1e6;
 const RESOLUTION_MS = 10;
@@ -50,6 +50,7 @@ function monitor(threshold = 100): { load: LoadMonitor; histograms: FakeHistogra
   const load = new LoadMonitor({
     threshold,
     now: 0,
+    resolution: RESOLUTION_MS,
     createHistogram: () => {
       const histogram = new FakeHistogram();
       histograms.push(histogram);
@@ -65,6 +66,27 @@ describe('LoadMonitor', () => {
     expect(histograms.map((h) => h.enabled)).toEqual([true, true]);
     load.stop();
     expect(histograms.map((h) => h.enabled)).toEqual([false, false]);
+  });
+
+  test('samples at a quarter of the threshold, from 10 to 50 ms, and takes that resolution off each delay', () => {
+    expect([20, 40, 100, 150, 200, 1000].map(monitorResolution)).toEqual([10, 10, 25, 38, 50, 50]);
+    const resolutions: number[] = [];
+    const histogram = new FakeHistogram();
+    const load = new LoadMonitor({
+      threshold: 100,
+      now: 0,
+      createHistogram: (resolution) => {
+        resolutions.push(resolution);
+        return histogram;
+      },
+    });
+    expect(resolutions).toEqual([25, 25]);
+    expect(load.resolution).toBe(25);
+    // The stand-in adds 10 ms to each delay; at 25 ms, an idle loop reads 25 ms.
+    histogram.add(15, 55);
+    load.sample(LOAD_HALF_MS);
+    expect(load.recent.maxMs).toBe(40);
+    expect(load.recent.p50Ms).toBe(0);
   });
 
   test('the figures are updated once a half has passed; they are the delays less the resolution', () => {
