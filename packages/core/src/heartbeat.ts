@@ -94,7 +94,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
       },
       ping: (id, ws) => this.ping(id, ws),
       judge: (id, final, reason) => this.judge(id, final, reason),
-      leastLoaded: (from, to, step, full) => this.wheel.leastLoaded(from, to, step, full),
+      leastLoaded: (from, to, steps, full) => this.wheel.leastLoaded(from, to, steps, full),
     });
     this.verdicts = new DeferredVerdicts(
       (id, at) => {

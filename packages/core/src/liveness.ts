@@ -26,19 +26,34 @@ export function firstPingSpread(options: ResolvedOptions): number {
 const PINGS_PER_TICK = 128;
 
 /**
- * Which ticks first pings go to, as a step in ticks: every tick with many connections, every
- * `step`-th with few, so that each tick that pings holds about {@link PINGS_PER_TICK} or more. A
- * tick costs a timer wakeup and an event-loop turn whatever it holds: 1,000 connections on a 1 s
- * interval in 5 ms ticks would wake the process 200 times a second for 5 pings each. The step
- * divides the ticks of an interval, so that a connection pinged on the grid stays on it, and fits
- * the spread window, so that the window holds a tick of the grid. Connections that arrive together
- * (all clients reconnecting after a deploy) fill the grid's ticks in their window up to
- * {@link PINGS_PER_TICK} each, then every tick of it. Pings themselves may go early
- * (the verdict is anchored to the last sign of life, not to the ping), verdicts never do.
+ * Which ticks first pings go to, as grids of ticks to try in turn: every `step`-th tick of the
+ * first grid while one in the spread window holds fewer than {@link PINGS_PER_TICK}, then of the
+ * next; then any tick (the wheel's `leastLoaded`). A tick costs a timer wakeup and an event-loop
+ * turn whatever it holds (and its answers, if it holds few, come back one wakeup each): 1,000
+ * connections on a 1 s interval in 5 ms ticks would wake the process 200 times a second for
+ * 5 pings each. Each step divides the ticks of an interval, so that a connection pinged on a grid
+ * stays on it.
+ *
+ * - The coarse grid has about one tick per {@link PINGS_PER_TICK} connections in an interval: the
+ *   fewest wakeups, for connections that arrive over time.
+ * - The fine grid has that many ticks in the spread window alone, for connections that arrive
+ *   together (every client reconnecting after a deploy): on the coarse grid only the few ticks in
+ *   their window would take them, and the rest would go one by one to every tick of it.
+ *
+ * With many connections both are every tick. Pings themselves may go early (the verdict is
+ * anchored to the last sign of life, not to the ping), verdicts never do.
  */
-export function pingGrid(options: ResolvedOptions, connections: number): number {
+export function pingGrids(options: ResolvedOptions, connections: number): number[] {
   const perInterval = Math.round(options.interval / TICK_MS);
-  const most = Math.min(Math.floor(perInterval / Math.max(1, Math.ceil(connections / PINGS_PER_TICK))), Math.floor(firstPingSpread(options) / TICK_MS));
+  const windowTicks = Math.floor(firstPingSpread(options) / TICK_MS);
+  const ticksNeeded = Math.max(1, Math.ceil(connections / PINGS_PER_TICK));
+  const coarse = gridStep(perInterval, Math.min(Math.floor(perInterval / ticksNeeded), windowTicks));
+  const fine = gridStep(perInterval, Math.floor(windowTicks / ticksNeeded));
+  return fine > 1 && fine < coarse ? [coarse, fine] : [coarse];
+}
+
+/** The largest step up to `most` that divides the `perInterval` ticks of an interval (1: every tick). */
+function gridStep(perInterval: number, most: number): number {
   for (let step = most; step > 1; step--) if (perInterval % step === 0) return step;
   return 1;
 }
@@ -66,8 +81,8 @@ export interface LivenessActs {
   readonly closing: boolean;
   /** Pings the connection; returns when the ping was written. */
   ping(id: number, ws: WebSocket): number;
-  /** The start of the least loaded tick from `from` to `to`, on a grid of `step` ticks while one there holds fewer than `full` (the wheel's `leastLoaded`). */
-  leastLoaded(from: number, to: number, step: number, full: number): number;
+  /** The start of the least loaded tick from `from` to `to`, on the first of the grids of `steps` ticks with one there that holds fewer than `full` (the wheel's `leastLoaded`). */
+  leastLoaded(from: number, to: number, steps: readonly number[], full: number): number;
   /** Ends a connection that looks dead: now when `final`, else once its pending input was read. Returns Infinity. */
   judge(id: number, final: boolean, reason: TerminateReason): number;
 }
@@ -82,13 +97,13 @@ export class Liveness {
 
   /**
    * Where a connection that was never pinged is looked at first: the least loaded tick of the grid
-   * (see {@link pingGrid}) in the spread window before its first ping is `due`. Connections that
+   * (see {@link pingGrids}) in the spread window before its first ping is `due`. Connections that
    * arrive together would otherwise be pinged together every interval from then on (each keeps
    * its tick).
    */
   firstLook(id: number, due: number): number {
     const { options } = this.routes.at(this.table.profile[id]!);
-    return this.engine.leastLoaded(due - firstPingSpread(options), due, pingGrid(options, this.table.count), PINGS_PER_TICK);
+    return this.engine.leastLoaded(due - firstPingSpread(options), due, pingGrids(options, this.table.count), PINGS_PER_TICK);
   }
 
   /**

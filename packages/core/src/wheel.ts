@@ -54,12 +54,12 @@ export class Wheel {
     this.cursor = Math.floor(start / tickMs);
   }
 
-  /** Makes room for ids `0 … capacity - 1`. */
   /** Number of ids currently scheduled. */
   get size(): number {
     return this.#size;
   }
 
+  /** Makes room for ids `0 … capacity - 1`. */
   ensureCapacity(capacity: number): void {
     const old = this.next.length;
     if (capacity <= old) return;
@@ -99,17 +99,17 @@ export class Wheel {
   /**
    * The start time of the least loaded tick from the one `schedule(id, from)` would use to the one
    * `schedule(id, to)` would use; the latest on a tie, so an id goes exactly where `to` puts it
-   * when nothing needs spreading. With `step`, only every `step`-th tick counts (those whose number
-   * is a multiple of it), unless the range holds none with fewer than `full` ids: then every tick
-   * does. Scans at most one revolution of slots.
+   * when nothing needs spreading. With `steps`, grids are tried in turn: on a grid of `step`, only
+   * the ticks whose number is a multiple of it count, and the grid is passed over when the range
+   * holds none of them with fewer than `full` ids. When every grid is passed over, every tick
+   * counts. Scans at most one revolution of slots per grid.
    */
-  leastLoaded(from: number, to: number, step = 1, full = Infinity): number {
+  leastLoaded(from: number, to: number, steps: readonly number[] = [], full = Infinity): number {
     const last = Math.max(Math.ceil(to / this.tickMs), this.cursor + 1);
     const first = Math.max(Math.ceil(from / this.tickMs), this.cursor + 1, last - this.slots + 1);
-    // With `step`, only the ticks whose number is a multiple of it, where the range holds one
-    // that holds fewer than `full` ids.
-    const top = last - (last % step);
-    if (step > 1 && top >= first) {
+    for (const step of steps) {
+      const top = last - (last % step);
+      if (step <= 1 || top < first) continue;
       const best = this.#leastLoadedTick(top, first, step);
       if (this.counts[best & this.mask]! < full) return best * this.tickMs;
     }

@@ -190,6 +190,26 @@ describe('Heartbeat on real sockets', () => {
     expect(terminatedAfter).toBeLessThanOrEqual(interval + TIMEOUT + SLOP);
   });
 
+  test('connections that arrive together are pinged in a few full ticks, not one by one in every tick of their window', async () => {
+    const interval = ms(400);
+    const srv = await echoServer({ heartbeat: { interval, timeout: TIMEOUT } });
+    const firstPing = new Map<unknown, number>();
+    srv.hb!.on('ping', (ws) => {
+      if (!firstPing.has(ws)) firstPing.set(ws, now());
+    });
+    await openClientsFor(cleanup, srv.url('/'), 300);
+    await srv.waitForConnections(300);
+    await waitFor(() => firstPing.size === 300, interval + ms(1000), 'every first ping');
+    // A tick writes its pings in one go: pings more than 2 ms apart are in different ticks.
+    const times = [...firstPing.values()].sort((a, b) => a - b);
+    let ticks = 1;
+    for (let i = 1; i < times.length; i++) if (times[i]! - times[i - 1]! > 2) ticks += 1;
+    // 300 connections fit in 3 ticks of 128. Spread one by one over the ticks of their windows
+    // (20 or more), each tick would cost a wakeup for a few pings.
+    expect(ticks).toBeLessThanOrEqual(12);
+    expect(srv.terminations).toEqual([]);
+  });
+
   test.each([true, false])('idleOnly %s: a connection keeps its tick, however late its answers come: with 7 ms of work on each ping (answers arrive ticks after theirs began), each of 4 peers is pinged once an interval over 12 rounds, without drifting later', async (idleOnly) => {
     const interval = ms(200);
     const srv = await echoServer({ heartbeat: { interval, timeout: ms(150), idleOnly } });

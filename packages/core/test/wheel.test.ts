@@ -1,3 +1,5 @@
+import { pingGrids } from '../src/liveness';
+import { resolveOptions } from '../src/options';
 import { Wheel } from '../src/wheel';
 
 const TICK = 5;
@@ -153,15 +155,50 @@ describe('Wheel (fake clock)', () => {
     const wheel = makeWheel(1_000);
     const due = 10_000; // tick 2,000
     const window = 500; // ticks 1,900 … 2,000: the grid of 20 holds 1,900, 1,920, … 2,000
-    for (let id = 0; id < 60; id++) wheel.schedule(id, wheel.leastLoaded(due - window, due, 20, 10));
+    for (let id = 0; id < 60; id++) wheel.schedule(id, wheel.leastLoaded(due - window, due, [20], 10));
     const grid = [1_900, 1_920, 1_940, 1_960, 1_980, 2_000];
     expect(grid.map((tick) => wheel.load(tick))).toEqual([10, 10, 10, 10, 10, 10]);
     // Full: the rest spread over every tick of the window, as without a grid.
-    for (let id = 60; id < 1_000; id++) wheel.schedule(id, wheel.leastLoaded(due - window, due, 20, 10));
+    for (let id = 60; id < 1_000; id++) wheel.schedule(id, wheel.leastLoaded(due - window, due, [20], 10));
     const loads: number[] = [];
     for (let tick = 1_900; tick <= 2_000; tick++) loads.push(wheel.load(tick));
     expect(loads.reduce((a, b) => a + b, 0)).toBe(1_000);
     expect(Math.max(...loads)).toBeLessThanOrEqual(Math.ceil(1_000 / loads.length) + 1);
+  });
+
+  test('leastLoaded with two grids: the coarse one fills first, then the fine one, then every tick', () => {
+    const wheel = makeWheel(1_000);
+    const due = 10_000; // tick 2,000
+    const window = 500; // ticks 1,900 … 2,000: 6 on the grid of 20, 21 on the grid of 5
+    const place = (ids: number): void => {
+      for (let i = 0; i < ids; i++) wheel.schedule(wheel.size, wheel.leastLoaded(due - window, due, [20, 5], 10));
+    };
+    const loads = (step: number): number[] => {
+      const out: number[] = [];
+      for (let tick = 1_900; tick <= 2_000; tick += step) out.push(wheel.load(tick));
+      return out;
+    };
+    place(60);
+    expect(loads(20)).toEqual([10, 10, 10, 10, 10, 10]);
+    place(150);
+    expect(loads(5)).toEqual(new Array(21).fill(10));
+    // Nothing off the fine grid until it is full.
+    expect(loads(1).reduce((a, b) => a + b, 0)).toBe(210);
+    place(101);
+    expect(loads(1).reduce((a, b) => a + b, 0)).toBe(311);
+    expect(Math.min(...loads(1))).toBeGreaterThanOrEqual(1);
+  });
+
+  test('pingGrids: about one tick per 128 connections in an interval, and as many in the spread window alone for connections that arrive together', () => {
+    const grids = (interval: number, connections: number): number[] => pingGrids(resolveOptions({ interval, timeout: 500 }), connections);
+    // 1 s: 200 ticks, a 250 ms window of 50. 1,000 connections need 8 ticks: every 25th (8 in
+    // an interval, 2 in the window), then every 5th (10 in the window).
+    expect(grids(1_000, 1_000)).toEqual([25, 5]);
+    expect(grids(1_000, 10)).toEqual([50]);
+    expect(grids(1_000, 19_000)).toEqual([1]);
+    // 30 s: 6,000 ticks, a 2.5 s window of 500. 19,000 connections need 149 ticks.
+    expect(grids(30_000, 19_000)).toEqual([40, 3]);
+    expect(grids(30_000, 100_000)).toEqual([6]);
   });
 
   test('leastLoaded spreads a burst that falls due together evenly over its window, and leaves a lone id at its due time', () => {
