@@ -11,6 +11,7 @@ import { logEvents } from './log';
 import { TICK_MS, type HeartbeatOptions, type ResolvedOptions } from './options';
 import { RouteTable } from './routes';
 import { shutdownFrame } from './shutdown';
+import { SweepRounds } from './sweep';
 import { TickTimer } from './ticker';
 import type { CloseOptions, HeartbeatEngineOptions, HeartbeatEvents, HeartbeatLogger, HeartbeatStats, TerminateInfo, TerminateReason, TrackInfo } from './types';
 import { DeferredVerdicts } from './verdicts';
@@ -56,8 +57,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private readonly load: LoadMonitor;
   /** The runtime's unseen reads were logged (see tellReadsUnseen). */
   private readsUnseenTold = false;
-  /** When the queues to the peers are next re-read for `maxBufferedAmount` (Liveness.sweepBuffers). */
-  private buffersDue = performance.now() + BUFFER_CHECK_MS;
+  /** When each part of the table is next re-read for `maxBufferedAmount` (Liveness.sweepBuffers). */
+  private readonly sweep = new SweepRounds(BUFFER_CHECK_MS, performance.now());
 
   private readonly timer = new TickTimer((now, lateMs) => this.onTick(now, lateMs));
 
@@ -373,7 +374,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     const now = performance.now();
     const at = this.wheel.nextTickTime(now);
     // While connections are tracked, the load figures are updated on time (they may warn of overload).
-    this.timer.arm(this.table.count > 0 ? Math.min(at, this.load.halfEnd, this.buffersDue) : at, now);
+    this.timer.arm(this.table.count > 0 ? Math.min(at, this.load.halfEnd, this.sweep.dueAt) : at, now);
   }
 
   /** The wheel's visit: a due connection's check, told the start of the tick it was due in. */
@@ -382,10 +383,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   private onTick(now: number, lateMs: number): void {
     this.load.noteLateness(lateMs);
     this.wheel.advance(now, this.visit);
-    if (now >= this.buffersDue) {
-      this.buffersDue = now + BUFFER_CHECK_MS;
-      this.liveness.sweepBuffers();
-    }
+    this.sweep.take(now, this.table.ws.length, this.liveness.sweepBuffers);
     this.sampleLoad(now);
     this.wake();
   }

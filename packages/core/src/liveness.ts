@@ -134,14 +134,15 @@ export class Liveness {
   }
 
   /**
-   * Ends every open connection with more than its route's `maxBufferedAmount` queued to the peer
-   * (`backpressure`). The engine runs it every {@link BUFFER_CHECK_MS}: one tight pass over the
-   * table costs far less than a look per connection per second in the wheel, and connections are
-   * otherwise looked at only when a ping or a verdict falls due (every 30 s by default).
+   * Ends every open connection among ids `from` to `to` (excluded) with more than its route's
+   * `maxBufferedAmount` queued to the peer (`backpressure`). The engine reads the whole table
+   * every {@link BUFFER_CHECK_MS}, in slices (see SweepRounds): tight passes over the table cost far
+   * less than a look per connection per second in the wheel, and connections are otherwise looked
+   * at only when a ping or a verdict falls due (every 30 s by default).
    */
-  readonly sweepBuffers = (): void => {
+  readonly sweepBuffers = (from: number, to: number): void => {
     const { table } = this;
-    for (let id = 0; id < table.ws.length; id++) {
+    for (let id = from; id < to; id++) {
       if (table.state[id] !== OPEN) continue;
       const queued = table.ws[id]!.bufferedAmount;
       if (queued === 0) continue;
