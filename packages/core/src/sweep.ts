@@ -54,26 +54,28 @@ export class SweepRounds {
    * ran past that one too.
    */
   take(now: number, length: number, read: (from: number, to: number) => void): void {
+    if (now < this.#dueAt) return;
     const slices = Math.ceil(length / this.sliceIds);
     while (now >= this.#dueAt) {
       // At least the slot that fell due (the division may round below it).
       const reached = Math.min(SLOTS - 1, Math.max(this.#next, Math.floor(((now - this.#start) * SLOTS) / this.periodMs)));
-      for (let slice = 0; slice < slices; slice++) {
-        const slot = slotOf(slice);
-        if (slot > this.#done && slot <= reached) read(slice * this.sliceIds, Math.min(length, (slice + 1) * this.sliceIds));
-      }
-      this.#done = reached;
-      if (reached === SLOTS - 1) {
-        // The next round; the slots of it that have passed are read in the next turn of the loop,
-        // unless it has passed whole: then it begins now.
-        this.#start += this.periodMs;
-        if (now >= this.#start + this.periodMs) this.#start = now;
-        this.#done = -1;
-      }
+      // The slices due now are read; the earliest of those still to come is the next.
       let next = SLOTS;
       for (let slice = 0; slice < slices; slice++) {
         const slot = slotOf(slice);
-        if (slot > this.#done && slot < next) next = slot;
+        if (slot <= this.#done) continue;
+        if (slot <= reached) read(slice * this.sliceIds, Math.min(length, (slice + 1) * this.sliceIds));
+        else if (slot < next) next = slot;
+      }
+      this.#done = reached;
+      if (reached === SLOTS - 1) {
+        // The next round, from its first slice (slice 0, at slot 0); the slots of it that have
+        // passed are read in the next turn of the loop, unless it has passed whole: then it
+        // begins now.
+        this.#start += this.periodMs;
+        if (now >= this.#start + this.periodMs) this.#start = now;
+        this.#done = -1;
+        next = slices > 0 ? 0 : SLOTS;
       }
       this.#next = next;
       this.#dueAt = this.#start + (next * this.periodMs) / SLOTS;
